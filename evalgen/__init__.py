@@ -1,0 +1,44 @@
+"""evalgen: train generative models under a standardized budget and compare them honestly.
+
+This module is the public API for plugin authors; everything else is internal.
+"""
+
+from evalgen.budgets import Budget
+from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, Split
+from evalgen.errors import DataUnavailableError, EvalgenError, PluginContractError
+from evalgen.hookspecs import hookimpl
+from evalgen.types import (
+    Batch,
+    DataKind,
+    DatasetInfo,
+    FamilyInfo,
+    Likelihood,
+    LikelihoodKind,
+    ModelSpec,
+    Representation,
+    TrainState,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "Budget",
+    "DataKind",
+    "DataUnavailableError",
+    "Dataset",
+    "DatasetInfo",
+    "DatasetSpec",
+    "EvalgenError",
+    "FamilyInfo",
+    "Likelihood",
+    "LikelihoodKind",
+    "LoadContext",
+    "ModelSpec",
+    "PluginContractError",
+    "Representation",
+    "Split",
+    "TrainState",
+    "__version__",
+    "hookimpl",
+]

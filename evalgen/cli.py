@@ -1,0 +1,156 @@
+"""The ``evalgen`` command line. Every EvalgenError becomes one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from evalgen.errors import EvalgenError
+
+DEBUG_ENV = "EVALGEN_DEBUG"
+DEFAULT_OUT = "evalgen-runs"
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV) == "1"
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn evalgen's errors (and unexpected ones) into one-line click errors."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except EvalgenError as exc:
+            if _debug():
+                raise
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted; finished records are kept, rerun to continue") from None
+        except Exception as exc:
+            if _debug():
+                raise
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {exc} (rerun with {DEBUG_ENV}=1 for the traceback)"
+            ) from None
+
+    return wrapper
+
+
+def _plugins():
+    from evalgen.plugins import load_plugins
+
+    return load_plugins()
+
+
+@click.group()
+@click.version_option(package_name="evalgen")
+def main() -> None:
+    """Train generative models under standardized budgets and compare them honestly."""
+
+
+@main.command("plugins")
+@user_errors
+def plugins_command() -> None:
+    """List installed plugins, their model families and any that failed to load."""
+    plugins = _plugins()
+    for loaded in plugins.loaded:
+        version = f" ({loaded.version})" if loaded.version else ""
+        if loaded.family is None:
+            click.echo(f"{loaded.name}{version}: not a family (wraps or registers)")
+            continue
+        click.echo(f"{loaded.name}{version}: {loaded.family.summary}")
+        for spec in loaded.family.models:
+            kinds = ",".join(sorted(k.value for k in spec.data_kinds))
+            click.echo(f"  {spec.name:<14} likelihood: {spec.likelihood.label:<28} data: {kinds}")
+    for failure in plugins.failures:
+        click.echo(f"{failure.name}: FAILED TO LOAD: {failure.error}")
+
+
+@main.command("datasets")
+@user_errors
+def datasets_command() -> None:
+    """List the registered datasets."""
+    for spec in _plugins().datasets:
+        where = "files in the data directory" if spec.needs_files else "built in"
+        click.echo(f"{spec.name:<18} {spec.kind.value:<10} {spec.summary} [{where}]")
+
+
+@main.command("budgets")
+@user_errors
+def budgets_command() -> None:
+    """List the training budget presets."""
+    for b in _plugins().budgets:
+        click.echo(f"{b.name:<10} {b.target:<4} ≤{b.max_seconds:g}s, ≤{b.max_steps} steps, "
+                   f"batch {b.batch_size}, validate every {b.eval_every} steps, "
+                   f"{b.num_samples} samples: {b.summary}")
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EvalgenError(f"plugin option '{pair}' should look like key=value")
+        options[key] = _parse_value(value)
+    return options
+
+
+def _parse_value(value: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except ValueError:
+            pass
+    return value
+
+
+@main.command("run")
+@click.option("--plugin", "plugin_name", required=True, help="Model family to run, e.g. flows.")
+@click.option("--model", "models", multiple=True, help="Model variant(s); default: all that fit the data.")
+@click.option("--dataset", default="digits", show_default=True, help="Dataset name (evalgen datasets).")
+@click.option("--budget", default="quick", show_default=True, help="Budget preset (evalgen budgets).")
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds 0..N-1.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, type=click.Path(path_type=Path),
+              help="Folder for records, checkpoints and tables.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Dataset folder (default: $EVALGEN_DATA_DIR or the user cache).")
+@click.option("-o", "--option", "options", multiple=True, help="Plugin option key=value (repeatable).")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Add the independent-dimension baseline row to the table.")
+@click.option("--rerun", is_flag=True, help="Train again even where a finished record exists.")
+@user_errors
+def run_command(plugin_name: str, models: tuple[str, ...], dataset: str, budget: str, seeds: int,
+                device: str, out_dir: Path, data_dir: Path | None, options: tuple[str, ...],
+                baseline: bool, rerun: bool) -> None:
+    """Train and evaluate a family's models under a budget; print and save the table."""
+    from evalgen.datasets.files import load_context_from_env
+    from evalgen.harness.runner import RunContext, resolve_device, run_sweep
+    from evalgen.planning import plan_specs
+    from evalgen.tables import write_tables
+
+    plugins = _plugins()
+    specs = plan_specs(plugins, plugin_name, list(models), dataset, budget, seeds,
+                       _parse_options(options), baseline)
+    ctx = RunContext(plugins=plugins, out_dir=out_dir, device=resolve_device(device),
+                     load_context=load_context_from_env(data_dir), rerun=rerun)
+    result = run_sweep(specs, ctx, report=lambda line: click.echo(line, err=True))
+    if result.records:
+        text, paths = write_tables(result.records, out_dir)
+        click.echo(text)
+        click.echo(f"\ntables: {', '.join(str(p) for p in paths)}", err=True)
+    if result.failures:
+        names = ", ".join(spec.key for spec, _ in result.failures)
+        raise EvalgenError(f"{len(result.failures)} run(s) failed: {names} (reasons above)")
+
+
+

@@ -1,0 +1,108 @@
+"""Dataset value types: what a loader returns and what the registry holds."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from evalgen.types import DataKind, DatasetInfo, Representation
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: ``x`` float32 (N, *shape) in stored values (integers for binary/discrete data),
+    ``y`` int64 (N,) class labels or None."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded dataset with fixed train / validation / test splits.
+
+    Attributes:
+        name, kind, levels, num_classes: as in `DatasetInfo`.
+        train, valid, test: the splits; ``x`` holds stored values (see `Split`).
+        checksum: SHA-256 over everything that determines the splits (files or arrays + split
+            rule), recorded with every result.
+        true_log_prob: for synthetic continuous data with a closed-form density: x (N, *shape)
+            -> log p(x) in nats (N,). None otherwise.
+        source: one line saying where the data comes from.
+        feature_extractor: name of the default feature extractor for sample-quality metrics.
+    """
+
+    name: str
+    kind: DataKind
+    levels: int | None
+    num_classes: int | None
+    train: Split
+    valid: Split
+    test: Split
+    checksum: str
+    source: str = ""
+    true_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
+    feature_extractor: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    def info(self, representation: Representation | None = None) -> DatasetInfo:
+        if representation is None:
+            representation = (
+                Representation.CONTINUOUS if self.kind is DataKind.CONTINUOUS else Representation.LEVELS
+            )
+        return DatasetInfo(
+            name=self.name,
+            kind=self.kind,
+            shape=self.shape,
+            levels=self.levels,
+            num_classes=self.num_classes,
+            representation=representation,
+            num_train=len(self.train),
+        )
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    """What a loader is given: where files live and whether it may download them."""
+
+    data_dir: Path
+    allow_download: bool
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registry entry. ``load`` is only called when the dataset is used, so listing is cheap.
+
+    Attributes:
+        name: registry name (``--dataset``).
+        kind: the data kind of the loaded dataset.
+        summary: one line for ``evalgen datasets``.
+        load: builds the `Dataset`; raises `DataUnavailableError` with the fix when files are
+            missing and cannot be downloaded.
+        needs_files: True if the data comes from files under the data directory.
+    """
+
+    name: str
+    kind: DataKind
+    summary: str
+    load: Callable[[LoadContext], Dataset]
+    needs_files: bool = False
+
+
+def tensor_checksum(*tensors: torch.Tensor | None, salt: str = "") -> str:
+    """SHA-256 over the bytes of the given tensors (None entries count as absent) and a salt."""
+    digest = hashlib.sha256(salt.encode())
+    for t in tensors:
+        if t is not None:
+            digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""The harness: owns the training loop, the clock, evaluation, checkpoints and records."""

@@ -1,0 +1,116 @@
+"""Calls into a family's hooks, with the plugin's errors and contract breaches made readable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from evalgen.errors import EvalgenError, PluginContractError
+from evalgen.plugins import FamilyHooks
+from evalgen.types import Batch, DatasetInfo, ModelSpec, Representation, TrainState
+
+SAMPLE_RANGE_TOLERANCE = 1e-4
+
+
+class PluginFailedError(EvalgenError):
+    """A plugin's hook raised an exception."""
+
+
+class BoundModel:
+    """One family's hooks bound to one model variant; every call is checked."""
+
+    def __init__(self, hooks: FamilyHooks, spec: ModelSpec) -> None:
+        self.hooks = hooks
+        self.spec = spec
+        self.where = f"plugin '{hooks.family.name}' model '{spec.name}'"
+
+    def _call(self, hook: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.hooks, hook)(**kwargs)
+        except EvalgenError:
+            raise
+        except Exception as exc:
+            raise PluginFailedError(
+                f"{self.where}: evalgen_{hook} raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def build(self, dataset: DatasetInfo, config: Mapping[str, Any]) -> nn.Module:
+        model = self._call("build_model", model_name=self.spec.name, dataset=dataset, config=config)
+        if not isinstance(model, nn.Module):
+            raise PluginContractError(
+                f"{self.where}: evalgen_build_model returned {type(model).__name__}; "
+                "it should return a torch.nn.Module"
+            )
+        return model
+
+    def optimizers(self, model: nn.Module, config: Mapping[str, Any]) -> dict[str, torch.optim.Optimizer]:
+        found = self._call("configure_optimizers", model=model, config=config)
+        if found is None:
+            return {"model": torch.optim.Adam(model.parameters(), lr=1e-3)}
+        if not isinstance(found, Mapping) or not all(
+            isinstance(o, torch.optim.Optimizer) for o in found.values()
+        ):
+            raise PluginContractError(
+                f"{self.where}: evalgen_configure_optimizers should return a dict of torch optimizers"
+            )
+        return dict(found)
+
+    def train_step(self, model: nn.Module, batch: Batch, state: TrainState) -> float:
+        """Runs one step; returns the first loss as a float (may be NaN: the caller decides)."""
+        losses = self._call("train_step", model=model, batch=batch, state=state)
+        if not isinstance(losses, Mapping) or not losses:
+            raise PluginContractError(
+                f"{self.where}: evalgen_train_step should return a non-empty dict of scalar losses, "
+                f"got {type(losses).__name__}"
+            )
+        return float(next(iter(losses.values())))
+
+    def log_prob(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        out = self._call("log_prob", model=model, x=x)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (x.shape[0],):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise PluginContractError(
+                f"{self.where}: evalgen_log_prob should return a tensor of shape ({x.shape[0]},) "
+                f"(one log-likelihood per example), got {got}"
+            )
+        bad = int((~torch.isfinite(out)).sum())
+        if bad:
+            raise PluginContractError(
+                f"{self.where}: evalgen_log_prob returned NaN or inf for {bad} of {x.shape[0]} "
+                "examples; it must be finite on every example of the data"
+            )
+        return out
+
+    def sample(self, model: nn.Module, num_samples: int, generator: torch.Generator,
+               dataset: DatasetInfo) -> torch.Tensor:
+        out = self._call("sample", model=model, num_samples=num_samples, generator=generator)
+        expected = (num_samples, *dataset.shape)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise PluginContractError(
+                f"{self.where}: evalgen_sample should return a tensor of shape {expected}, got {got}"
+            )
+        if not out.is_floating_point():
+            raise PluginContractError(f"{self.where}: evalgen_sample should return floats, got {out.dtype}")
+        _check_sample_values(out, dataset, self.where)
+        return out
+
+
+def _check_sample_values(samples: torch.Tensor, dataset: DatasetInfo, where: str) -> None:
+    if not bool(torch.isfinite(samples).all()):
+        raise PluginContractError(f"{where}: evalgen_sample returned NaN or inf values")
+    rep = dataset.representation
+    if rep is Representation.CONTINUOUS:
+        return
+    high = 1.0 if rep is Representation.DEQUANTIZED else float(dataset.levels - 1)
+    low_seen, high_seen = float(samples.min()), float(samples.max())
+    if low_seen < -SAMPLE_RANGE_TOLERANCE or high_seen > high + SAMPLE_RANGE_TOLERANCE:
+        raise PluginContractError(
+            f"{where}: evalgen_sample returned values in [{low_seen:.3g}, {high_seen:.3g}]; "
+            f"the {rep.value} representation needs values in [0, {high:g}]"
+        )
+    if rep is Representation.LEVELS and not bool((samples == samples.round()).all()):
+        raise PluginContractError(f"{where}: evalgen_sample should return integer levels as floats")

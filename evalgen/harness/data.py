@@ -1,0 +1,64 @@
+"""Device-resident data in a model's representation, and the batch stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from evalgen.datasets.base import Dataset, Split
+from evalgen.types import Batch, Representation
+
+#: Dequantization noise of the validation and test sets comes from this seed, independent of
+#: the run's seed, so every model and seed is scored on the same dequantized values.
+EVAL_NOISE_SEED = 20_240_601
+#: Best-checkpoint selection uses at most this many validation examples (a fixed subset).
+MAX_VALIDATION_EXAMPLES = 2_048
+
+
+def to_representation(x: torch.Tensor, representation: Representation, levels: int | None,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Stored values -> what the model sees; for ``dequantized``: (x + u) / levels."""
+    if representation is not Representation.DEQUANTIZED:
+        return x
+    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (x + noise) / levels
+
+
+def to_stored_values(samples: torch.Tensor, representation: Representation,
+                     levels: int | None) -> torch.Tensor:
+    """A model's samples -> the dataset's stored values (integers for discrete data)."""
+    if representation is not Representation.DEQUANTIZED:
+        return samples
+    return torch.floor(samples * levels).clamp_(0, levels - 1)
+
+
+class ModelData:
+    """Train, validation and test tensors on one device, in one model's representation."""
+
+    def __init__(self, dataset: Dataset, representation: Representation, device: torch.device) -> None:
+        self.representation = representation
+        self.levels = dataset.levels
+        self.device = device
+        self.train_x = dataset.train.x.to(device)
+        self.train_y = None if dataset.train.y is None else dataset.train.y.to(device)
+        noise = torch.Generator(device=device).manual_seed(EVAL_NOISE_SEED)
+        self.valid_x = self._fixed(dataset.valid, noise, MAX_VALIDATION_EXAMPLES)
+        self.test_x = self._fixed(dataset.test, noise, None)
+        self.test_y = dataset.test.y
+
+    def _fixed(self, split: Split, generator: torch.Generator, limit: int | None) -> torch.Tensor:
+        x = split.x if limit is None else split.x[:limit]
+        return to_representation(x.to(self.device), self.representation, self.levels, generator)
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """Endless shuffled batches (a new permutation each epoch); drops the ragged tail."""
+        n = self.train_x.shape[0]
+        batch_size = min(batch_size, n)
+        while True:
+            order = torch.randperm(n, generator=generator, device=self.device)
+            for start in range(0, n - batch_size + 1, batch_size):
+                index = order[start:start + batch_size]
+                x = to_representation(self.train_x[index], self.representation, self.levels, generator)
+                y = None if self.train_y is None else self.train_y[index]
+                yield Batch(x, y)

@@ -1,0 +1,115 @@
+"""The training loop: budget, validation with best-checkpoint selection, divergence."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from evalgen.budgets import Budget, TrainingClock
+from evalgen.harness.contract import BoundModel
+from evalgen.harness.data import ModelData
+from evalgen.metrics.nll import nll_nats
+from evalgen.types import LikelihoodKind, TrainState
+
+EVAL_BATCH_SIZE = 512
+
+
+@dataclass
+class TrainOutcome:
+    """What training did. ``history`` rows: [step, train seconds, mean train loss, valid NLL]."""
+
+    seconds: float = 0.0
+    steps: int = 0
+    examples: int = 0
+    stopped_by: str = ""
+    diverged_at_step: int | None = None
+    best_step: int | None = None
+    best_valid_nll: float | None = None
+    history: list[list[float | None]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def mean_nll(bound: BoundModel, model: nn.Module, x: torch.Tensor, data: ModelData) -> float:
+    """Mean NLL in nats/example over ``x`` (the dequantization offset included)."""
+    model.eval()
+    total = 0.0
+    for start in range(0, x.shape[0], EVAL_BATCH_SIZE):
+        chunk = x[start:start + EVAL_BATCH_SIZE]
+        log_p = bound.log_prob(model, chunk)
+        total += float(nll_nats(log_p, data.representation, chunk[0].numel(), data.levels).sum())
+    model.train()
+    return total / x.shape[0]
+
+
+class _Best:
+    """Keeps a copy of the parameters with the lowest validation NLL."""
+
+    def __init__(self) -> None:
+        self.nll = math.inf
+        self.step: int | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+        self.stale = 0
+
+    def offer(self, nll: float, step: int, model: nn.Module) -> None:
+        if nll < self.nll:
+            self.nll, self.step, self.stale = nll, step, 0
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.stale += 1
+
+
+def train(bound: BoundModel, model: nn.Module, data: ModelData, budget: Budget,
+          state: TrainState, label: str) -> TrainOutcome:
+    """Train ``model`` until the budget, early stopping or divergence ends it.
+
+    For likelihood models the parameters of the best validation step are restored at the end.
+    """
+    outcome = TrainOutcome()
+    clock = TrainingClock(budget)
+    best = _Best()
+    has_likelihood = bound.spec.likelihood.kind is not LikelihoodKind.NONE
+    losses: list[float] = []
+    model.train()
+    progress = tqdm(total=budget.max_steps, desc=label, unit="step", leave=False,
+                    disable=None, mininterval=1.0)
+    clock.start()
+    for batch in data.batches(budget.batch_size, state.generator):
+        loss = bound.train_step(model, batch, state)
+        state.step += 1
+        clock.tick(batch.x.shape[0])
+        if not math.isfinite(loss):
+            outcome.diverged_at_step = state.step
+            outcome.stopped_by = "diverged"
+            break
+        losses.append(loss)
+        limit = clock.exhausted()
+        if state.step % budget.eval_every == 0 or limit:
+            clock.pause()
+            valid = mean_nll(bound, model, data.valid_x, data) if has_likelihood else None
+            outcome.history.append([state.step, clock.seconds, sum(losses) / len(losses), valid])
+            losses.clear()
+            progress.update(state.step - progress.n)
+            progress.set_postfix(loss=f"{outcome.history[-1][2]:.4g}", refresh=False)
+            if valid is not None:
+                if not math.isfinite(valid):
+                    outcome.diverged_at_step, outcome.stopped_by = state.step, "diverged"
+                    break
+                best.offer(valid, state.step, model)
+                if best.stale >= budget.patience:
+                    limit = "early stopping"
+            if limit:
+                outcome.stopped_by = limit
+                break
+            clock.start()
+    clock.pause()
+    progress.close()
+    outcome.seconds, outcome.steps, outcome.examples = clock.seconds, clock.steps, clock.examples
+    if best.state is not None:
+        model.load_state_dict(best.state)
+        outcome.best_step, outcome.best_valid_nll = best.step, best.nll
+    model.eval()
+    return outcome

@@ -1,0 +1,175 @@
+"""Every hook evalgen calls, in one place.
+
+A plugin is a module (or object) with functions decorated by ``evalgen.hookimpl`` whose names
+match the specs below. Plugins are found through the ``evalgen`` entry-point group.
+
+There are two sorts of plugin:
+
+* **Family plugins** implement ``evalgen_family`` and the model hooks (build, optimizers,
+  train step, sample, log_prob, outlier score). When the harness works with a model of family
+  F it calls F's implementations only, so families never answer for each other.
+* **Cross-cutting plugins** (profiling, EMA weights, sample post-processing, ...) implement the
+  model hooks as wrappers, ``@hookimpl(wrapper=True)``, and thereby wrap every family's hooks.
+
+Any plugin may implement the registration hooks to add datasets and budgets.
+
+Units and shapes: ``shape`` is the per-example shape of the dataset (``DatasetInfo.shape``),
+``N``/``B`` a number of examples. Values are float32 in the model's representation
+(``DatasetInfo.representation``): integers ``0..levels-1`` (``levels``), ``(x + u) / levels``
+in [0, 1) (``dequantized``) or raw reals (``continuous``). Likelihoods are natural-log values
+per example of that representation (nats); the harness, never the plugin, converts them to
+bits/dim and adds the dequantization offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from evalgen.budgets import Budget
+    from evalgen.datasets.base import DatasetSpec
+    from evalgen.types import Batch, DatasetInfo, FamilyInfo, TrainState
+
+PROJECT_NAME = "evalgen"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# --- registration hooks: any plugin -------------------------------------------------------
+
+
+@hookspec
+def evalgen_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Add datasets to the registry.
+
+    Called once, when the plugin manager is first set up (before any command runs).
+
+    :param register: call it with one `evalgen.DatasetSpec` per dataset. A name that is
+        already registered is an error that names both plugins.
+    :return: nothing.
+    """
+
+
+@hookspec
+def evalgen_register_budgets(register: Callable[[Budget], None]) -> None:
+    """Add training budget presets.
+
+    Called once, when the plugin manager is first set up.
+
+    :param register: call it with one `evalgen.Budget` per preset; duplicate names are an error.
+    :return: nothing.
+    """
+
+
+# --- family hooks -------------------------------------------------------------------------
+
+
+@hookspec
+def evalgen_family() -> FamilyInfo:
+    """Declare the model family this plugin provides.
+
+    Called when plugins are listed and before every run. A plugin that is not a family does
+    not implement it.
+
+    :return: a `evalgen.FamilyInfo`: the family's name (used as ``--plugin``), its model
+        variants (`evalgen.ModelSpec`), each with its likelihood kind (exact, lower bound,
+        estimate, none), the data kinds it supports and whether it wants dequantized input.
+    """
+
+
+@hookspec(firstresult=True)
+def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[str, Any]) -> nn.Module:
+    """Build one untrained model variant for one dataset.
+
+    Called once per run, after the seed has been set (``torch.manual_seed(seed)``), so
+    parameter initialisation is reproducible. Also called to rebuild a model before its
+    checkpoint (``state_dict``) is loaded, so everything the model needs must come from
+    these arguments. The harness moves the model to the device afterwards.
+
+    :param model_name: one of the names declared in ``evalgen_family``.
+    :param dataset: shape, kind, levels, labels and the representation the model will see.
+    :param config: plugin options (``evalgen run -o key=value``); unknown keys may be ignored.
+    :return: a ``torch.nn.Module`` holding every trainable parameter and buffer.
+    """
+
+
+@hookspec(firstresult=True)
+def evalgen_configure_optimizers(model: nn.Module, config: Mapping[str, Any]) -> dict[str, torch.optim.Optimizer]:
+    """Create the optimizers ``evalgen_train_step`` will find in ``state.optimizers``.
+
+    Called once per run, after the model is on its device. Optional: without it the harness
+    uses ``{"model": torch.optim.Adam(model.parameters(), lr=1e-3)}``.
+
+    :param model: the model returned by ``evalgen_build_model``, already on its device.
+    :param config: the plugin options, as given to ``evalgen_build_model``.
+    :return: a dict name -> optimizer (e.g. ``{"generator": ..., "critic": ...}`` for a GAN).
+    """
+
+
+@hookspec(firstresult=True)
+def evalgen_train_step(model: nn.Module, batch: Batch, state: TrainState) -> Mapping[str, Any]:
+    """Do one training step: forward, backward, optimizer update(s).
+
+    Called by the harness's loop, which owns the data order, the clock and the budget; the
+    model is in ``train()`` mode and the batch is on the model's device.
+
+    :param model: the model being trained.
+    :param batch: ``batch.x`` float32 (B, *shape) in the model's representation;
+        ``batch.y`` int64 (B,) class labels or None.
+    :param state: step counter, optimizers, a seeded generator and per-run scratch space.
+    :return: a dict of scalar losses (floats or 0-dim tensors) for logging. The first entry is
+        the one checked for divergence: a NaN/inf there stops the run as "diverged at step N".
+    """
+
+
+@hookspec(firstresult=True)
+def evalgen_sample(model: nn.Module, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw samples from the model.
+
+    Called after training, in ``eval()`` mode under ``torch.no_grad()``.
+
+    :param model: the trained model.
+    :param num_samples: N, the number of samples wanted (the harness batches large requests).
+    :param generator: a seeded generator on the model's device; all randomness must come
+        from it so that the same seed gives the same samples.
+    :return: float32 (N, *shape) on the model's device, in the model's representation:
+        integers in [0, levels-1] for ``levels``, values in [0, 1] for ``dequantized``.
+        The harness checks shape, dtype, range and finiteness.
+    """
+
+
+@hookspec(firstresult=True)
+def evalgen_log_prob(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Log-likelihood of each example.
+
+    Called on validation batches during training (for best-checkpoint selection) and on the
+    test set after training, in ``eval()`` mode under ``torch.no_grad()``. Not called for
+    models whose likelihood kind is "none".
+
+    :param model: the model.
+    :param x: float32 (N, *shape) on the model's device, in the model's representation.
+    :return: float32 or float64 (N,): log p(x) in nats per example -- a log-pmf for
+        ``levels``, a log-density on [0, 1)^D for ``dequantized``, a log-density for
+        ``continuous``. If the family declared the value a bound or an estimate, it is that
+        bound or estimate. Must be finite for every input in the support.
+    """
+
+
+@hookspec(firstresult=True)
+def evalgen_outlier_score(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """Score examples for outlier detection: higher means more likely an outlier.
+
+    Called by the outlier-detection metric. Optional: without it the score is
+    ``-log_prob(x) / D`` for models that have a likelihood.
+
+    :param model: the trained model.
+    :param x: float32 (N, *shape) in the model's representation.
+    :return: float (N,) scores, or None to fall back to the default.
+    """

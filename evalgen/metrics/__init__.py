@@ -1,0 +1,1 @@
+"""Metrics, in layers: pure tensor math first, evaluation entry points on top."""

@@ -1,0 +1,42 @@
+"""Turn command-line choices into the list of runs, rejecting unknown names up front."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evalgen.errors import EvalgenError
+from evalgen.harness.spec import RunSpec
+from evalgen.plugins import Plugins
+
+BASELINE_FAMILY = "baselines"
+
+
+def plan_specs(plugins: Plugins, plugin: str, models: list[str], dataset: str, budget: str,
+               seeds: int, config: dict[str, Any], baseline: bool) -> list[RunSpec]:
+    """Every (model, seed) run the command asks for, plus the baseline reference if wanted.
+
+    Names are checked before any data is loaded, so a typo fails in a second.
+    """
+    family = plugins.family(plugin)
+    data_spec = plugins.datasets.get(dataset)
+    plugins.budgets.get(budget)
+    if models:
+        chosen = [family.model(m) for m in models]
+        for spec in chosen:
+            if data_spec.kind not in spec.data_kinds:
+                raise EvalgenError(f"{plugin}:{spec.name} does not support {data_spec.kind.value} data "
+                                   f"(dataset '{dataset}')")
+    else:
+        chosen = [m for m in family.models if data_spec.kind in m.data_kinds]
+        if not chosen:
+            raise EvalgenError(f"no model of plugin '{plugin}' supports {data_spec.kind.value} data "
+                               f"(dataset '{dataset}')")
+    runs = [RunSpec(plugin, m.name, dataset, budget, seed, dict(config))
+            for m in chosen for seed in range(seeds)]
+    if baseline and plugin != BASELINE_FAMILY and BASELINE_FAMILY in plugins.families:
+        floor = next((m for m in plugins.families[BASELINE_FAMILY].models
+                      if data_spec.kind in m.data_kinds), None)
+        if floor is not None:
+            runs = [RunSpec(BASELINE_FAMILY, floor.name, dataset, budget, seed)
+                    for seed in range(seeds)] + runs
+    return runs

@@ -1,0 +1,160 @@
+"""The value types that cross the plugin boundary.
+
+Everything here is plain data: plugins receive and return these, the harness owns the logic.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+class DataKind(str, enum.Enum):
+    """What the values of a dataset are."""
+
+    BINARY = "binary"  #: {0, 1} per dimension
+    DISCRETE = "discrete"  #: integers {0, ..., levels-1} per dimension (grey levels)
+    CONTINUOUS = "continuous"  #: real vectors (the 2-D toy densities)
+
+
+class Representation(str, enum.Enum):
+    """How the harness hands a dataset's values to one model (see ``ModelSpec.dequantize``)."""
+
+    LEVELS = "levels"  #: float32 holding integers in {0, ..., levels-1}; log_prob is a log-pmf
+    DEQUANTIZED = "dequantized"  #: float32 in [0, 1): (x + u) / levels, u ~ U[0, 1); a log-density
+    CONTINUOUS = "continuous"  #: float32 real values as stored; a log-density
+
+
+class LikelihoodKind(str, enum.Enum):
+    """What a model's ``log_prob`` number is."""
+
+    EXACT = "exact"
+    LOWER_BOUND = "lower bound"
+    ESTIMATE = "estimate"
+    NONE = "none"  #: implicit model: no log_prob; tables show n/a
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """A likelihood kind with the estimator that produces it, e.g. ("lower bound", "IWAE, K=5000")."""
+
+    kind: LikelihoodKind = LikelihoodKind.EXACT
+    estimator: str = "exact"
+
+    @property
+    def label(self) -> str:
+        if self.kind in (LikelihoodKind.EXACT, LikelihoodKind.NONE):
+            return self.kind.value
+        return f"{self.kind.value} ({self.estimator})"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model variant of a family, as the family declares it.
+
+    Attributes:
+        name: identifier used on the command line (``--model``), unique within the family.
+        summary: one line for listings.
+        data_kinds: the kinds of data the variant can be built for.
+        likelihood: what its ``log_prob`` returns.
+        dequantize: for binary and discrete data: True if the model is a density on
+            uniformly dequantized values in [0, 1) (flows), False if it is a mass function on
+            the integer levels (categorical / Bernoulli models). Ignored for continuous data.
+        reference: the paper the variant follows.
+    """
+
+    name: str
+    summary: str
+    data_kinds: frozenset[DataKind] = frozenset(DataKind)
+    likelihood: Likelihood = Likelihood()
+    dequantize: bool = False
+    reference: str = ""
+
+    def representation_for(self, kind: DataKind) -> Representation:
+        if kind is DataKind.CONTINUOUS:
+            return Representation.CONTINUOUS
+        return Representation.DEQUANTIZED if self.dequantize else Representation.LEVELS
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """What ``evalgen_family`` returns: a family of models and what it can do."""
+
+    name: str
+    summary: str
+    models: tuple[ModelSpec, ...]
+    version: str = ""
+
+    def model(self, name: str) -> ModelSpec:
+        from evalgen.errors import unknown_name
+
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        raise unknown_name(f"model of plugin '{self.name}'", name, [m.name for m in self.models])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a plugin is told about the data a model is built for.
+
+    Attributes:
+        name: registry name of the dataset.
+        kind: binary, discrete or continuous.
+        shape: shape of one example, e.g. ``(1, 8, 8)`` for digits or ``(2,)`` for 2-D toys.
+        levels: number of values per dimension (2, 17, 256) or None for continuous data.
+        num_classes: number of class labels, or None when the dataset has no labels.
+        representation: how the values reach this model (see `Representation`).
+        num_train: number of training examples.
+    """
+
+    name: str
+    kind: DataKind
+    shape: tuple[int, ...]
+    levels: int | None
+    num_classes: int | None
+    representation: Representation
+    num_train: int = 0
+
+    @property
+    def num_dims(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+
+@dataclass
+class Batch:
+    """One training batch: ``x`` of shape (B, *shape) float32 in the model's representation,
+    ``y`` the class labels (B,) int64 or None."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+
+
+@dataclass
+class TrainState:
+    """Mutable state the harness keeps across training steps and hands to ``evalgen_train_step``.
+
+    Attributes:
+        step: number of steps completed before this one (0 on the first call).
+        optimizers: from ``evalgen_configure_optimizers`` (default: ``{"model": Adam}``).
+        generator: seeded generator on the model's device, for the plugin's own randomness.
+        device: where the model and the batches live.
+        dataset: the dataset the model was built for.
+        config: the plugin options the model was built with.
+        scratch: a dict the plugin may use to keep state between steps (e.g. persistent chains).
+    """
+
+    step: int
+    optimizers: dict[str, torch.optim.Optimizer]
+    generator: torch.Generator
+    device: torch.device
+    dataset: DatasetInfo
+    config: Mapping[str, Any] = field(default_factory=dict)
+    scratch: dict[str, Any] = field(default_factory=dict)

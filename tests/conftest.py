@@ -1,0 +1,59 @@
+"""Shared fixtures: offline mode, a private cache, the shared data, plugin installation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+SHARED_DATA = Path(os.environ.get("EVALGEN_TEST_DATA", TESTS_DIR.parents[1] / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_private_cache(tmp_path_factory, monkeypatch):
+    """Tests never download and never touch the user's cache or data directory."""
+    monkeypatch.setenv("EVALGEN_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.delenv("EVALGEN_DATA_DIR", raising=False)
+    monkeypatch.delenv("EVALGEN_PLUGINS", raising=False)
+    monkeypatch.delenv("EVALGEN_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def data_copy(tmp_path_factory) -> Path:
+    """A private copy of ../shared/data (which is read-only)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set EVALGEN_TEST_DATA)")
+    target = tmp_path_factory.mktemp("data") / "data"
+    shutil.copytree(SHARED_DATA, target)
+    for path in target.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
+@pytest.fixture
+def install_plugin(tmp_path, monkeypatch):
+    """Install a fake distribution whose ``evalgen`` entry point is ``name = target``.
+
+    Returns the folder to put on PYTHONPATH for subprocesses.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(TESTS_DIR))
+
+    def install(name: str, target: str, module_source: str | None = None) -> Path:
+        if module_source is not None:
+            module = target.split(":")[0]
+            (site / f"{module}.py").write_text(textwrap.dedent(module_source))
+        dist = site / f"fake_{name}-0.1.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: fake-{name}\nVersion: 0.1\n")
+        (dist / "entry_points.txt").write_text(f"[evalgen]\n{name} = {target}\n")
+        return site
+
+    return install

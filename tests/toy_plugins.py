@@ -1,0 +1,105 @@
+"""Small fake families for harness and CLI tests, each with one deliberate behaviour.
+
+They are registered through real entry points by the ``install_plugin`` fixture.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from evalgen import DataKind, FamilyInfo, ModelSpec, hookimpl
+
+
+class ToyModel(nn.Module):
+    """Independent Gaussian on dequantized/continuous values, or categorical on levels."""
+
+    def __init__(self, shape, levels):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.levels = levels
+        self.logits = nn.Parameter(torch.zeros(int(torch.tensor(shape).prod()), levels or 2))
+
+
+class ToyFamily:
+    """A categorical-per-dimension family whose behaviour the tests switch on."""
+
+    def __init__(self, name, *, sample_shape_bug=False, nan_log_prob=False, nan_loss_at=None,
+                 sleep=0.0, valid_worsens_after=None):
+        self.name = name
+        self.sample_shape_bug = sample_shape_bug
+        self.nan_log_prob = nan_log_prob
+        self.nan_loss_at = nan_loss_at
+        self.sleep = sleep
+        self.valid_worsens_after = valid_worsens_after
+        self.steps_seen = 0
+
+    @hookimpl
+    def evalgen_family(self):
+        spec = ModelSpec("toy", "categorical toy", data_kinds=frozenset({DataKind.DISCRETE, DataKind.BINARY}))
+        return FamilyInfo(self.name, f"toy family {self.name}", (spec,))
+
+    @hookimpl
+    def evalgen_build_model(self, model_name, dataset, config):
+        return ToyModel(dataset.shape, dataset.levels)
+
+    def _log_prob(self, model, x):
+        index = x.reshape(x.shape[0], -1).long()
+        log_p = torch.log_softmax(model.logits, -1)
+        return log_p[torch.arange(log_p.shape[0]), index].sum(1)
+
+    @hookimpl
+    def evalgen_train_step(self, model, batch, state):
+        if self.sleep:
+            time.sleep(self.sleep)
+        self.steps_seen += 1
+        optimizer = state.optimizers["model"]
+        loss = -self._log_prob(model, batch.x).mean()
+        if self.valid_worsens_after is not None and state.step >= self.valid_worsens_after:
+            loss = -loss  # climb: the validation NLL gets worse from here on
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if self.nan_loss_at is not None and state.step + 1 >= self.nan_loss_at:
+            return {"loss": torch.tensor(float("nan"))}
+        return {"loss": loss.detach()}
+
+    @hookimpl
+    def evalgen_configure_optimizers(self, model, config):
+        return {"model": torch.optim.SGD(model.parameters(), lr=0.5)}
+
+    @hookimpl
+    def evalgen_log_prob(self, model, x):
+        out = self._log_prob(model, x)
+        if self.nan_log_prob:
+            out = out.clone()
+            out[0] = float("nan")
+        return out
+
+    @hookimpl
+    def evalgen_sample(self, model, num_samples, generator):
+        probs = torch.softmax(model.logits, -1)
+        draws = torch.multinomial(probs, num_samples, replacement=True, generator=generator).t()
+        out = draws.reshape(num_samples, *model.shape).float()
+        return out[:, :, :-1] if self.sample_shape_bug else out
+
+
+good = ToyFamily("toygood")
+bad_sample = ToyFamily("badsample", sample_shape_bug=True)
+nan_log_prob = ToyFamily("nanlogprob", nan_log_prob=True)
+nan_loss = ToyFamily("nanloss", nan_loss_at=7)
+slow = ToyFamily("slowtoy", sleep=0.05)
+
+
+class StepCounter:
+    """A cross-cutting plugin: wraps every family's train step."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def evalgen_train_step(self, model, batch, state):
+        self.calls.append(type(model).__name__)
+        return (yield)
