@@ -149,8 +149,9 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str, budget:
         click.echo(text)
         click.echo(f"\ntables: {', '.join(str(p) for p in paths)}", err=True)
     if result.failures:
-        names = ", ".join(spec.key for spec, _ in result.failures)
-        raise EvalgenError(f"{len(result.failures)} run(s) failed: {names} (reasons above)")
+        spec, reason = result.failures[0]
+        more = f" (and {len(result.failures) - 1} more, listed above)" if len(result.failures) > 1 else ""
+        raise EvalgenError(f"{len(result.failures)} run(s) failed{more}; {spec.key}: {reason}")
 
 
 

@@ -10,7 +10,7 @@ import time
 import torch
 from torch import nn
 
-from evalgen import DataKind, FamilyInfo, ModelSpec, hookimpl
+from evalgen import Budget, DataKind, FamilyInfo, ModelSpec, hookimpl
 
 
 class ToyModel(nn.Module):
@@ -103,3 +103,15 @@ class StepCounter:
     def evalgen_train_step(self, model, batch, state):
         self.calls.append(type(model).__name__)
         return (yield)
+
+
+class UnitBudget:
+    """Registers a step-bound budget so that test results never depend on machine speed."""
+
+    @hookimpl
+    def evalgen_register_budgets(self, register):
+        register(Budget("unit", "step-bound, for tests", max_seconds=600, max_steps=100,
+                        max_examples=None, batch_size=64, eval_every=50, patience=5, num_samples=256))
+
+
+unit_budget = UnitBudget()

@@ -1,0 +1,148 @@
+"""The command line: bad input gives one line and a non-zero exit, and never harms results."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evalgen.cli import main
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+@pytest.fixture
+def unit_budget(install_plugin):
+    """Install the step-bound test budget through an entry point."""
+    return install_plugin("unitbudget", "toy_plugins:unit_budget")
+
+
+@pytest.fixture
+def finished_run(tmp_path, unit_budget):
+    """An output folder that already holds one finished record, and that record's bytes."""
+    out = tmp_path / "out"
+    result = invoke("run", "--plugin", "baselines", "--budget", "unit", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    (record,) = (out / "records").glob("*.json")
+    return out, record, record.read_bytes()
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--plugin", "flwos"], ["unknown plugin 'flwos'", "did you mean 'flows'"]),
+    (["--plugin", "flows", "--dataset", "mnits"], ["unknown dataset 'mnits'", "did you mean 'mnist'"]),
+    (["--plugin", "flows", "--budget", "quik"], ["unknown budget 'quik'", "did you mean 'quick'"]),
+    (["--plugin", "flows", "--model", "plnar"], ["did you mean 'planar'"]),
+    (["--plugin", "baselines", "--model", "gaussian"], ["does not support discrete data"]),
+    (["--plugin", "flows", "--device", "cuda:0"] if not os.environ.get("CUDA_VISIBLE_DEVICES") else
+     ["--plugin", "flows", "--device", "tpu"], ["device"]),
+])
+def test_unknown_names_get_one_line_and_a_suggestion(args, fragments, finished_run):
+    out, record, before = finished_run
+    result = invoke("run", *args, "--out", str(out))
+    assert_one_line_error(result, *fragments)
+    assert record.read_bytes() == before
+
+
+@pytest.mark.parametrize("plugin,fragment", [
+    ("badsample", "evalgen_sample should return a tensor of shape (256, 1, 8, 8), got (256, 1, 7, 8)"),
+    ("nanlogprob", "evalgen_log_prob returned NaN or inf"),
+])
+def test_plugins_that_break_the_contract_fail_clearly_and_keep_earlier_records(
+        plugin, fragment, finished_run, install_plugin):
+    install_plugin(plugin, f"toy_plugins:{plugin.replace('badsample', 'bad_sample').replace('nanlogprob', 'nan_log_prob')}")
+    out, record, before = finished_run
+    result = invoke("run", "--plugin", plugin, "--budget", "unit", "--out", str(out))
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert_one_line_error(result, "1 run(s) failed", fragment)
+    assert record.read_bytes() == before
+    assert sorted(p.name for p in (out / "records").iterdir()) == [record.name]
+
+
+def test_a_plugin_that_raises_on_import_is_listed_and_does_not_stop_the_others(tmp_path, install_plugin):
+    install_plugin("broken", "broken_plugin", module_source="raise ImportError('missing dependency foo')\n")
+    listing = invoke("plugins")
+    assert listing.exit_code == 0
+    assert "broken: FAILED TO LOAD: import failed: ImportError: missing dependency foo" in listing.output
+    assert "flows" in listing.output
+    result = invoke("run", "--plugin", "broken", "--out", str(tmp_path))
+    assert_one_line_error(result, "plugin 'broken' is installed but failed to load")
+
+
+def test_evalgen_plugins_env_restricts_what_loads(monkeypatch):
+    monkeypatch.setenv("EVALGEN_PLUGINS", "baselines")
+    listing = invoke("plugins")
+    assert "baselines" in listing.output and "flows" not in listing.output
+    assert_one_line_error(invoke("run", "--plugin", "flows"), "unknown plugin 'flows'")
+
+
+def test_unwritable_output_directory(tmp_path, unit_budget):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = invoke("run", "--plugin", "baselines", "--budget", "unit", "--out", str(blocker / "out"))
+    assert_one_line_error(result, "cannot write results to", "choose another --out")
+
+
+def test_mnist_offline_from_the_data_dir(tmp_path, data_copy, monkeypatch):
+    monkeypatch.setenv("EVALGEN_DATA_DIR", str(data_copy))
+    result = invoke("run", "--plugin", "flows", "--model", "realnvp", "--dataset", "mnist",
+                    "--budget", "smoke", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "flows:realnvp" in result.output and "baselines:categorical" in result.output
+
+
+def test_mnist_with_an_empty_data_dir_says_what_to_put_where(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("EVALGEN_DATA_DIR", str(empty))
+    result = invoke("run", "--plugin", "flows", "--dataset", "mnist", "--budget", "smoke",
+                    "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "train-images-idx3-ubyte.gz", str(empty))
+
+
+def test_debug_env_reraises(monkeypatch):
+    monkeypatch.setenv("EVALGEN_DEBUG", "1")
+    result = invoke("run", "--plugin", "flwos")
+    assert result.exit_code != 0 and result.exception is not None
+    assert type(result.exception).__name__ == "EvalgenError"
+
+
+def test_a_run_killed_midway_leaves_no_partial_record_and_rerunning_completes(tmp_path, install_plugin):
+    site = install_plugin("slowtoy", "toy_plugins:slow")
+    install_plugin("unitbudget", "toy_plugins:unit_budget")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(TESTS_DIR)])}
+    command = [sys.executable, "-m", "evalgen", "run", "--plugin", "slowtoy", "--budget", "unit",
+               "--seeds", "2", "--no-baseline", "--out", str(out)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    first = out / "records" / "slowtoy--toy--digits--unit--seed0.json"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert first.exists(), proc.communicate()[0].decode()
+    time.sleep(1.0)  # seed 1 is training now
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [p.name for p in (out / "records").iterdir()] == [first.name]
+    saved = first.read_bytes()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "reusing slowtoy--toy--digits--unit--seed0" in done.stderr
+    assert first.read_bytes() == saved
+    assert len(list((out / "records").glob("*.json"))) == 2
