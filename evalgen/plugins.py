@@ -166,7 +166,7 @@ def _collect_registrations(plugins: Plugins) -> None:
     hooks = plugins.pm.hook
     for hook, registry in ((hooks.evalgen_register_budgets, plugins.budgets),
                            (hooks.evalgen_register_datasets, plugins.datasets)):
-        for impl in reversed(hook.get_hookimpls()):  # pluggy lists last-registered first
+        for impl in hook.get_hookimpls():  # registration order: built-ins first
             owner = impl.plugin_name
             try:
                 impl.function(register=functools.partial(registry.register, owner=owner))
