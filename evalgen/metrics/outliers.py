@@ -1,0 +1,209 @@
+"""Outlier (out-of-distribution) detection with a generative model's likelihood.
+
+A model trained on an in-distribution dataset scores every test example; a higher score means
+"more likely an outlier". The default score is the negative log-likelihood per dimension,
+``-log p(x) / D`` (`outlier_score_default`). `detection_metrics` then treats detection as binary
+classification with the **outliers as the positive class** (label 1) and the in-distribution
+test examples as the negative class (label 0):
+
+* ``auroc`` — area under the ROC curve: the probability that a random outlier scores higher than
+  a random in-distribution example (ties count one half). 1.0 = perfect separation, 0.5 =
+  chance, and values **below 0.5 mean the model ranks the outliers as more likely than its own
+  data** — not a small success but the failure mode this metric exists to expose.
+* ``aupr`` — average precision (area under the precision-recall curve) with outliers positive.
+  Its chance level is the fraction of outliers, ``num_out / (num_in + num_out)``, not 0.5.
+* ``fpr_at_95_tpr`` — the fraction of in-distribution examples flagged as outliers at the
+  threshold that flags 95 % of the outliers (the smallest such fraction over all thresholds).
+  0.0 = perfect, 0.95 = chance, 1.0 = worst.
+
+The failure mode to watch: Nalisnick, Matsukawa, Teh, Gorur & Lakshminarayanan (2019), "Do deep
+generative models know what they don't know?", ICLR 2019, showed that flows, VAEs and
+autoregressive models trained on Fashion-MNIST (or CIFAR-10) assign *higher* likelihood to MNIST
+(or SVHN) than to their own test data, i.e. AUROC well below 0.5. Simple, smooth or constant
+images are the classic culprits, which is why `synthetic_outliers` includes constant and smooth
+images alongside noise. A likelihood that separates noise from data says little; the
+dataset-pairs in `OOD_PAIRS` are the harder test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from evalgen.errors import EvalgenError
+
+#: In-distribution dataset name -> out-of-distribution dataset names to score against it.
+#: Names are those of evalgen's dataset registry (``evalgen datasets``). Pairs share the image
+#: shape and number of grey levels, so the same model can score both.
+OOD_PAIRS: dict[str, list[str]] = {
+    "fashion-mnist": ["mnist"],  # the pair of Nalisnick et al. (2019): the known failure case
+    "mnist": ["fashion-mnist"],
+    # No registered dataset is binary 28x28 besides binarized-mnist itself (a binarized
+    # Fashion-MNIST or Omniglot would be the natural partner); use `synthetic_outliers`.
+    "binarized-mnist": [],
+}
+
+#: The kinds `synthetic_outliers` produces, in the order their seeds are drawn.
+SYNTHETIC_OUTLIER_KINDS: tuple[str, ...] = ("uniform-noise", "constant", "salt-and-pepper", "smooth-noise")
+
+#: Target fraction of outliers detected for ``fpr_at_95_tpr``.
+TPR_LEVEL = 0.95
+
+
+def _as_scores(values, what: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double().numpy()
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EvalgenError(f"{what} must be a 1-D tensor or array of numbers") from None
+    if array.ndim != 1:
+        raise EvalgenError(f"{what} must be 1-D (one score per example), got shape {tuple(array.shape)}")
+    if array.size == 0:
+        raise EvalgenError(f"{what} is empty; outlier detection needs at least one example of each")
+    bad = int((~np.isfinite(array)).sum())
+    if bad:
+        raise EvalgenError(
+            f"{what} has {bad} non-finite (NaN or inf) score(s) of {array.size}; "
+            "check the model's log_prob on those examples"
+        )
+    return array
+
+
+def detection_metrics(in_scores, out_scores) -> dict:
+    """AUROC, AUPR and FPR@95%TPR of telling outliers from in-distribution examples.
+
+    Args:
+        in_scores: (N_in,) scores of in-distribution (test) examples; tensor or array.
+        out_scores: (N_out,) scores of outliers. Higher score = more likely an outlier.
+
+    Returns:
+        ``{"auroc", "aupr", "fpr_at_95_tpr"}`` as floats (outliers are the positive class; see
+        the module docstring) and ``{"num_in", "num_out"}`` as ints.
+
+    Raises:
+        EvalgenError: if either input is not 1-D, is empty, or holds NaN or inf.
+    """
+    s_in = _as_scores(in_scores, "in-distribution scores")
+    s_out = _as_scores(out_scores, "outlier scores")
+    labels = np.concatenate([np.zeros(s_in.size, dtype=np.int64), np.ones(s_out.size, dtype=np.int64)])
+    scores = np.concatenate([s_in, s_out])
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    # tpr is non-decreasing along the curve and so is fpr: the first point that detects 95 % of
+    # the outliers has the smallest false-positive rate among all such thresholds.
+    index = int(np.searchsorted(tpr, TPR_LEVEL, side="left"))
+    return {
+        "auroc": float(roc_auc_score(labels, scores)),
+        "aupr": float(average_precision_score(labels, scores)),
+        "fpr_at_95_tpr": float(fpr[index]),
+        "num_in": int(s_in.size),
+        "num_out": int(s_out.size),
+    }
+
+
+def outlier_score_default(log_prob: torch.Tensor, num_dims: int) -> torch.Tensor:
+    """The default outlier score: ``-log p(x) / D`` in nats per dimension, (N,) float64.
+
+    Args:
+        log_prob: (N,) what the model's ``log_prob`` returned, in nats per example.
+        num_dims: D, the number of dimensions of one example.
+
+    For a model on dequantized values the discrete NLL is ``-log p(y) + D log L``; the offset
+    adds the same constant ``log L`` to every score, so it cancels in AUROC, AUPR and
+    FPR@95%TPR (they depend only on how the scores are ordered) and need not be added here —
+    as long as in-distribution and outlier scores come from the same model and representation.
+    """
+    if num_dims < 1:
+        raise EvalgenError(f"num_dims must be a positive integer, got {num_dims}")
+    return -log_prob.detach().double() / num_dims
+
+
+def _child_generator(seed: int, device: torch.device) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def _smooth_noise(shape: tuple[int, ...], levels: int, num: int, gen: torch.Generator,
+                  device: torch.device) -> torch.Tensor:
+    """Low-frequency noise: N(0,1) on a grid 4x coarser than the image, bilinearly upsampled,
+    standardized per image and mapped through the normal CDF to levels."""
+    *channels, height, width = shape
+    c = math.prod(channels)
+    coarse = torch.randn((num, c, max(1, math.ceil(height / 4)), max(1, math.ceil(width / 4))),
+                         generator=gen, device=device)
+    fine = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
+    flat = fine.reshape(num, -1)
+    if flat.shape[1] > 1:
+        std = flat.std(dim=1, keepdim=True)
+        flat = (flat - flat.mean(dim=1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+    uniform = 0.5 * (1 + torch.erf(flat / math.sqrt(2)))
+    values = torch.clamp(torch.floor(uniform * levels), 0, levels - 1)
+    return values.reshape((num, *shape))
+
+
+def synthetic_outliers(shape: Sequence[int], levels: int, num: int, generator: torch.Generator,
+                       kinds: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Synthetic outlier images in STORED values: float32 integers in {0, ..., levels-1}.
+
+    Args:
+        shape: shape of one image, ``(C, H, W)`` or ``(H, W)`` (the last two are spatial).
+        levels: number of grey levels (2 for binary data, 256 for MNIST).
+        num: number of images per kind.
+        generator: the source of randomness; the same seeded generator gives the same images.
+            Tensors are created on its device.
+        kinds: which kinds to return (default all, `SYNTHETIC_OUTLIER_KINDS`). Each kind gets its
+            own seed drawn from ``generator`` in a fixed order, so a kind's images do not depend
+            on which other kinds were asked for.
+
+    Returns:
+        kind -> (num, *shape) float32 tensor. The kinds:
+
+        * ``uniform-noise``: every pixel independently uniform over the levels.
+        * ``constant``: every image a single level, drawn uniformly per image (all-black,
+          all-white and everything between) — the smoothest possible images, which likelihood
+          models often rate as highly likely.
+        * ``salt-and-pepper``: every pixel independently the lowest or the highest level with
+          probability 1/2 each (maximal-contrast noise; for binary data it is the same
+          distribution as ``uniform-noise``).
+        * ``smooth-noise``: low-frequency noise — independent N(0, 1) values on a grid four times
+          coarser than the image, bilinearly upsampled, standardized per image and mapped through
+          the normal CDF onto the levels (blobs spanning the full range; locally smooth, so it
+          probes whether a model rewards smoothness rather than content).
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2 or any(s < 1 for s in shape):
+        raise EvalgenError(f"synthetic outliers are images: shape must be (C, H, W) or (H, W), got {shape}")
+    if int(levels) != levels or levels < 2:
+        raise EvalgenError(f"levels must be an integer >= 2, got {levels}")
+    if int(num) != num or num < 0:
+        raise EvalgenError(f"num must be a non-negative integer, got {num}")
+    levels, num = int(levels), int(num)
+    wanted = tuple(SYNTHETIC_OUTLIER_KINDS if kinds is None else kinds)
+    unknown = [k for k in wanted if k not in SYNTHETIC_OUTLIER_KINDS]
+    if unknown:
+        raise EvalgenError(
+            f"unknown synthetic outlier kind '{unknown[0]}' (known: {', '.join(SYNTHETIC_OUTLIER_KINDS)})"
+        )
+    device = generator.device
+    seeds = torch.randint(0, 2**62, (len(SYNTHETIC_OUTLIER_KINDS),), generator=generator, device=device).tolist()
+    seed_of = dict(zip(SYNTHETIC_OUTLIER_KINDS, seeds))
+    size = (num, *shape)
+    out: dict[str, torch.Tensor] = {}
+    for kind in wanted:
+        gen = _child_generator(seed_of[kind], device)
+        if kind == "uniform-noise":
+            values = torch.randint(0, levels, size, generator=gen, device=device)
+        elif kind == "constant":
+            per_image = torch.randint(0, levels, (num,), generator=gen, device=device)
+            values = per_image.reshape((num,) + (1,) * len(shape)).expand(size)
+        elif kind == "salt-and-pepper":
+            values = torch.randint(0, 2, size, generator=gen, device=device) * (levels - 1)
+        else:  # smooth-noise
+            values = _smooth_noise(shape, levels, num, gen, device)
+        out[kind] = values.to(torch.float32).contiguous()
+    return out
