@@ -1,0 +1,335 @@
+"""Domain feature extractors: small CNN classifiers evalgen trains itself, deterministically.
+
+Digit-like data is scored with a classifier trained on its own labels, not Inception-v3. An
+extractor is fixed by a `Recipe` and a seed: training runs on the CPU from that seed (own
+generators; the caller's RNG is untouched), so the same inputs give the same weights file byte for
+byte on the same machine and thread count (CPU kernels and thread count can change the last bits;
+the file's SHA-256, reported with every result, says which weights were used). Files are cached in
+``user_cache_dir()/extractors/`` under a key of all that determines them: extractor, training
+dataset name and checksum, recipe, `RECIPE_VERSION`, seed, preprocessing.
+
+Preprocessing (`to_uint8`) is the metrics' own: stored values 0..levels-1 -> uint8
+round(x*255/(levels-1)); the classifier sees uint8/255 in training and when extracting features.
+`DomainFeatureExtractor` is the torch-fidelity side: it gets uint8 (B, C, H, W) batches and the
+cached file as ``feature_extractor_weights_path``, runs in float64 (features independent of the
+batch size) and provides ``logits`` (IS) and ``embedding`` (FID/KID/PRC): the penultimate layer
+before its ReLU (no dead units: full-rank covariance), standardized with the training set's mean
+and std per unit (O(1) features, the scale KID's polynomial kernel expects, as Inception's pool3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from evalgen.datasets.base import Dataset, LoadContext
+from evalgen.datasets.files import load_context_from_env, user_cache_dir
+from evalgen.errors import EvalgenError
+
+#: Bump when the architecture or the training loop changes: every cached extractor becomes stale.
+RECIPE_VERSION = 1
+DEFAULT_SEED = 0
+PREPROCESSING = "uint8=round_half_even(x*255/(levels-1)); classifier input=uint8/255"
+LOGITS, EMBEDDING = "logits", "embedding"
+FILE_FORMAT = "evalgen-domain-classifier"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Architecture and training of one classifier: conv 5x5/2 (c1) - BN - ReLU - conv 3x3/2 (c2)
+    - BN - ReLU - linear (hidden; the embedding) - ReLU - linear (classes); Adam with a one-cycle
+    learning rate, cross-entropy, no augmentation."""
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 3e-3
+    c1: int = 32
+    c2: int = 64
+    hidden: int = 128
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    name: str
+    train_dataset: str  #: whose training labels it learns (binarized-mnist uses the MNIST one)
+    recipe: Recipe
+
+
+DOMAIN_EXTRACTORS: dict[str, ExtractorSpec] = {
+    s.name: s for s in (
+        ExtractorSpec("digits-classifier", "digits", Recipe(epochs=20)),
+        ExtractorSpec("mnist-classifier", "mnist", Recipe(epochs=3)),
+        ExtractorSpec("fashion-mnist-classifier", "fashion-mnist", Recipe(epochs=5)),
+    )
+}
+
+
+def to_uint8(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Stored values 0..levels-1 -> uint8 0..255: round(x*255/(levels-1)), half to even, clamped."""
+    if levels < 2:
+        raise EvalgenError(f"cannot map {levels} level(s) to 8-bit images; need at least 2")
+    scaled = torch.round(x.detach().to("cpu", torch.float64) * (255.0 / (levels - 1)))
+    return scaled.clamp_(0, 255).to(torch.uint8)
+
+
+class DomainClassifier(nn.Module):
+    """The classifier of a `Recipe`; ``forward`` takes images in [0, 1] and returns
+    (logits, embedding), the embedding being the hidden layer before its ReLU, standardized."""
+
+    def __init__(self, size: int, channels: int, num_classes: int, c1: int, c2: int, hidden: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, c1, 5, stride=2, padding=2)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(c2)
+        reduced = ((size + 1) // 2 + 1) // 2
+        self.fc1 = nn.Linear(c2 * reduced * reduced, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+        # Fixed after training: the embedding's mean and std over the training set (see `standardize`).
+        self.register_buffer("emb_mean", torch.zeros(hidden))
+        self.register_buffer("emb_scale", torch.ones(hidden))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = F.relu(self.bn2(self.conv2(h)))
+        hidden = self.fc1(h.flatten(1))
+        return self.fc2(F.relu(hidden)), (hidden - self.emb_mean) / self.emb_scale
+
+    @torch.no_grad()
+    def standardize(self, x: torch.Tensor, batch_size: int = 1000) -> None:
+        """Make the embedding zero-mean, unit-variance per unit on ``x`` (training images, float64)."""
+        self.emb_mean.zero_()
+        self.emb_scale.fill_(1)
+        model = self.double().eval()
+        emb = torch.cat([model(x[i:i + batch_size].double())[1] for i in range(0, len(x), batch_size)])
+        self.emb_mean.copy_(emb.mean(0))
+        self.emb_scale.copy_(emb.std(0).clamp_min(1e-6))
+        self.float()
+
+
+@dataclass(frozen=True)
+class ExtractorWeights:
+    """A trained extractor on disk: what to pass to torch-fidelity and what to report."""
+
+    name: str
+    path: Path
+    sha256: str
+    test_accuracy: float
+    train_seconds: float
+    dataset: str
+    dataset_checksum: str
+    seed: int
+    key: str
+    trained_now: bool
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def extractor_key(spec: ExtractorSpec, dataset_checksum: str, seed: int) -> str:
+    """SHA-256 (first 20 hex digits) over everything that determines the trained weights."""
+    text = json.dumps({"extractor": spec.name, "dataset": spec.train_dataset, "checksum": dataset_checksum,
+                       "recipe": asdict(spec.recipe), "recipe_version": RECIPE_VERSION, "seed": seed,
+                       "preprocessing": PREPROCESSING}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def train_classifier(spec: ExtractorSpec, dataset: Dataset, seed: int = DEFAULT_SEED) -> tuple[dict, float]:
+    """Train on ``dataset.train`` on the CPU; returns (the file's content, test accuracy)."""
+    if dataset.train.y is None or dataset.num_classes is None or dataset.levels is None:
+        raise EvalgenError(f"extractor '{spec.name}' needs a labelled image dataset; '{dataset.name}' is not")
+    r = spec.recipe
+    channels, size = dataset.shape[0], dataset.shape[-1]
+    config = {"size": size, "channels": channels, "num_classes": dataset.num_classes,
+              "c1": r.c1, "c2": r.c2, "hidden": r.hidden}
+    x = to_uint8(dataset.train.x, dataset.levels).float().div_(255)
+    y = dataset.train.y
+    n = len(y)
+    steps_per_epoch = (n + r.batch_size - 1) // r.batch_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DomainClassifier(**config)
+        shuffle = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=r.lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=r.epochs * steps_per_epoch)
+        model.train()
+        for _ in range(r.epochs):
+            perm = torch.randperm(n, generator=shuffle)
+            for start in range(0, n, r.batch_size):
+                idx = perm[start:start + r.batch_size]
+                loss = F.cross_entropy(model(x[idx])[0], y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+    model.standardize(x)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    blob = {"format": FILE_FORMAT, "extractor": spec.name, "recipe_version": RECIPE_VERSION,
+            "config": config, "state_dict": state}
+    return blob, classifier_accuracy(blob, dataset)
+
+
+def build_classifier(blob: dict, dtype: torch.dtype = torch.float64) -> DomainClassifier:
+    with torch.random.fork_rng(devices=[]):  # the throw-away init must not consume the caller's RNG
+        model = DomainClassifier(**blob["config"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(dtype).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def classifier_accuracy(blob: dict, dataset: Dataset, split: str = "test") -> float:
+    """Accuracy on a split, through the same uint8 preprocessing and float64 forward as features."""
+    data = getattr(dataset, split)
+    model = build_classifier(blob)
+    correct = 0
+    for start in range(0, len(data), 1000):
+        xb = to_uint8(data.x[start:start + 1000], dataset.levels).double().div_(255)
+        correct += int((model(xb)[0].argmax(1) == data.y[start:start + 1000]).sum())
+    return correct / len(data)
+
+
+def _load_training_dataset(spec: ExtractorSpec, load_context: LoadContext | None) -> Dataset:
+    from evalgen.plugins import load_plugins
+
+    ctx = load_context if load_context is not None else load_context_from_env()
+    return load_plugins().datasets.get(spec.train_dataset).load(ctx)
+
+
+def ensure_extractor(name: str, *, dataset: Dataset | None = None, cache_dir: Path | None = None,
+                     seed: int = DEFAULT_SEED, load_context: LoadContext | None = None) -> ExtractorWeights:
+    """The trained weights of domain extractor ``name``: from the cache, else trained and cached.
+
+    dataset: the extractor's training dataset if already loaded (used only when its name is the
+        extractor's training dataset); otherwise it is loaded from ``load_context`` (default: the
+        environment, as `load_context_from_env`).
+    cache_dir: evalgen's cache root (default `user_cache_dir()`); files go to ``<it>/extractors``.
+    """
+    spec = DOMAIN_EXTRACTORS.get(name)
+    if spec is None:
+        known = ", ".join(sorted(DOMAIN_EXTRACTORS))
+        raise EvalgenError(f"unknown domain feature extractor '{name}' (known: {known})")
+    if dataset is None or dataset.name != spec.train_dataset:
+        dataset = _load_training_dataset(spec, load_context)
+    key = extractor_key(spec, dataset.checksum, seed)
+    folder = (Path(cache_dir) if cache_dir is not None else user_cache_dir()) / "extractors"
+    path, meta_path = folder / f"{name}-{key}.pt", folder / f"{name}-{key}.json"
+    if path.exists() and meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            sha = file_sha256(path)
+            if meta.get("sha256") == sha:
+                return ExtractorWeights(name, path, sha, float(meta["test_accuracy"]), float(meta["train_seconds"]),
+                                        spec.train_dataset, dataset.checksum, seed, key, trained_now=False)
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable or corrupt entry: train again and overwrite it
+    start = time.perf_counter()
+    blob, accuracy = train_classifier(spec, dataset, seed)
+    seconds = time.perf_counter() - start
+    buffer = io.BytesIO()  # in memory: the bytes do not depend on the file name
+    torch.save(blob, buffer)
+    data = buffer.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    _atomic_write(path, data)
+    meta = {"extractor": name, "dataset": spec.train_dataset, "dataset_checksum": dataset.checksum,
+            "recipe": asdict(spec.recipe), "recipe_version": RECIPE_VERSION, "seed": seed, "sha256": sha,
+            "test_accuracy": accuracy, "train_seconds": seconds, "torch": torch.__version__}
+    _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+    return ExtractorWeights(name, path, sha, accuracy, seconds, spec.train_dataset, dataset.checksum, seed, key,
+                            trained_now=True)
+
+
+class DomainFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity feature extractor for evalgen's domain classifiers (see the module doc)."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise ValueError(f"feature extractor '{name}' needs feature_extractor_weights_path "
+                             f"(see evalgen.metrics.extractors.ensure_extractor)")
+        blob = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=True)
+        if blob.get("format") != FILE_FORMAT or blob.get("extractor") != name:
+            raise ValueError(f"{feature_extractor_weights_path} does not hold the weights of '{name}'")
+        self.size = int(blob["config"]["size"])
+        self.model = build_classifier(blob)
+
+    @staticmethod
+    def get_provided_features_list():
+        return LOGITS, EMBEDDING
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": LOGITS, "fid": EMBEDDING, "kid": EMBEDDING, "prc": EMBEDDING}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+
+    def forward(self, x):
+        if not (torch.is_tensor(x) and x.dtype == torch.uint8 and x.dim() == 4 and x.shape[2:] == (self.size,) * 2):
+            raise ValueError(f"'{self.name}' takes uint8 images (B, C, {self.size}, {self.size}), "
+                             f"got {getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
+        x = x.to(torch.float64).mean(dim=1, keepdim=True)  # grey (repeated to any channels) back to one
+        logits, embedding = self.model(x / 255)
+        out = {LOGITS: logits, EMBEDDING: embedding}
+        return tuple(out[f] for f in self.features_list)
+
+
+@torch.no_grad()
+def extract_features(images: torch.Tensor, weights: ExtractorWeights, batch_size: int = 500) -> dict[str, torch.Tensor]:
+    """Features of uint8 images (N, C, H, W) straight from the extractor (no torch-fidelity loop)."""
+    extractor = DomainFeatureExtractor(weights.name, [LOGITS, EMBEDDING], feature_extractor_weights_path=weights.path)
+    parts = [extractor(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    return {LOGITS: torch.cat([p[0] for p in parts]), EMBEDDING: torch.cat([p[1] for p in parts])}
+
+
+def register_with_torch_fidelity() -> None:
+    """Register every domain extractor with torch-fidelity; safe to call again (and on reload)."""
+    for name in DOMAIN_EXTRACTORS:
+        existing = FEATURE_EXTRACTORS_REGISTRY.get(name)
+        if existing is None:
+            register_feature_extractor(name, DomainFeatureExtractor)
+        elif (existing.__module__, existing.__qualname__) == (__name__, DomainFeatureExtractor.__qualname__):
+            FEATURE_EXTRACTORS_REGISTRY[name] = DomainFeatureExtractor  # ours, maybe from before a reload
+        else:
+            raise EvalgenError(f"torch-fidelity already has a different feature extractor named '{name}'")
+
+register_with_torch_fidelity()

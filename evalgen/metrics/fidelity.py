@@ -1,0 +1,284 @@
+"""Sample-quality metrics (IS, FID, KID, precision/recall) through torch-fidelity.
+
+`sample_quality` is the one place evalgen calls torch-fidelity. Samples stay in memory: stored
+values become uint8 images (`to_uint8`, the same for the reference split), wrapped in a
+``torch.utils.data.Dataset``, and ONE ``calculate_metrics(isc, fid, kid, prc)`` call extracts
+features once per input and computes all four metrics from them.
+
+Reference features are cached by torch-fidelity under ``<cache_dir>/fidelity`` with
+``input2_cache_name`` = `reference_key`, a hash of everything that determines them (dataset name,
+split, checksum, extractor name and weights SHA-256, preprocessing, number of reference samples,
+feature layers, `METRIC_VERSION`), so a stale entry is never found and a second evaluation
+against the same reference extracts no reference features.
+
+FID: torch-fidelity 0.4 does not use a matrix square root; it takes the real part of
+``sum(sqrt(eigvals(sigma1 @ sigma2)))`` with the means in the features' dtype (float32 for
+Inception). evalgen reports its own float64 value from the same features, via
+``scipy.linalg.sqrtm`` with a symmetric eigendecomposition as fallback when sqrtm fails, goes
+complex or is inaccurate (`frechet_distance`); torch-fidelity's number is kept alongside
+(``fid_torch_fidelity``) and a disagreement is a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import uuid
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from evalgen.datasets.base import Dataset
+from evalgen.datasets.files import user_cache_dir
+from evalgen.errors import EvalgenError
+from evalgen.metrics import extractors
+from evalgen.metrics.extractors import DOMAIN_EXTRACTORS, PREPROCESSING, ensure_extractor, to_uint8
+from evalgen.metrics.inception import INCEPTION_EXTRACTOR, INCEPTION_LAYERS, resolve_inception_weights
+
+#: Bump when anything about how reference features are made changes: older cache entries go stale.
+METRIC_VERSION = 1
+#: Every setting of the metrics, in one place (kid_subset_size and isc_splits are capped by the counts).
+DEFAULTS = {
+    "batch_size": 250,
+    "reference_split": "test",
+    "isc_splits": 10,
+    "kid_subsets": 100,
+    "kid_subset_size": 1000,
+    "kid_kernel": "poly",
+    "kid_kernel_poly_degree": 3,
+    "kid_kernel_poly_coef0": 1,
+    "prc_neighborhood": 3,
+    "prc_batch_size": 10000,
+    "rng_seed": 2020,
+    "sqrtm_max_imag": 1e-3,  # largest |imag| on sqrtm's diagonal still read as rounding (as TTUR)
+    "sqrtm_max_residual": 1e-6,  # ||C @ C - S1 @ S2||_F / ||S1 @ S2||_F above this: use the fallback
+    "fid_agreement_rtol": 1e-4,  # our FID vs torch-fidelity's, relative to the FID's scale
+}
+#: The DEFAULTS passed to torch-fidelity's calculate_metrics as they are.
+TORCH_FIDELITY_SETTINGS = ("kid_subsets", "kid_kernel", "kid_kernel_poly_degree", "kid_kernel_poly_coef0",
+                           "prc_neighborhood", "prc_batch_size", "rng_seed")
+DEFAULT_BATCH_SIZE: int = DEFAULTS["batch_size"]
+MIN_SAMPLES = DEFAULTS["prc_neighborhood"] + 1
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class FidelityResult:
+    """Sample-quality metrics of one set of samples against one reference split."""
+
+    inception_score_mean: float
+    inception_score_std: float
+    fid: float
+    kid_mean: float
+    kid_std: float
+    precision: float
+    recall: float
+    extractor: str
+    extractor_weights_sha256: str
+    extractor_test_accuracy: float | None  #: domain classifiers only
+    num_generated: int
+    num_reference: int
+    reference_split: str
+    feature_dim: int
+    fid_torch_fidelity: float
+    fid_sqrt_method: str  #: "sqrtm" or "eigh" (the fallback)
+    reference_key: str
+    reference_cached: bool  #: reference features came from the cache
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["warnings"] = list(self.warnings)
+        return d
+
+
+class ImageSet(torch.utils.data.Dataset):
+    """uint8 images (N, C, H, W) for torch-fidelity; grey is repeated to ``channels`` per item."""
+
+    def __init__(self, images: torch.Tensor, channels: int):
+        self.images, self.channels = images, channels
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = self.images[i]
+        return x.expand(self.channels, *x.shape[1:]) if x.shape[0] != self.channels else x
+
+
+@dataclass(frozen=True)
+class _Extractor:
+    name: str
+    path: Path
+    sha256: str
+    channels: int
+    layers: dict[str, str]
+    test_accuracy: float | None
+
+
+def _resolve_extractor(name: str, dataset: Dataset, cache_dir: Path, inception_weights: Path | None) -> _Extractor:
+    if name == INCEPTION_EXTRACTOR:
+        path, sha = resolve_inception_weights(inception_weights)
+        return _Extractor(name, path, sha, 3, dict(INCEPTION_LAYERS), None)
+    if name in DOMAIN_EXTRACTORS:
+        w = ensure_extractor(name, dataset=dataset, cache_dir=cache_dir)
+        cls = extractors.DomainFeatureExtractor
+        layers = {m: cls.get_default_feature_layer_for_metric(m) for m in ("isc", "fid", "kid", "prc")}
+        return _Extractor(name, w.path, w.sha256, 1, layers, w.test_accuracy)
+    known = ", ".join(sorted([INCEPTION_EXTRACTOR, *DOMAIN_EXTRACTORS]))
+    raise EvalgenError(f"unknown feature extractor '{name}' (known: {known})")
+
+
+def reference_key(dataset: Dataset, split: str, num_reference: int, extractor_name: str, weights_sha256: str,
+                  channels: int, layers: dict[str, str]) -> str:
+    """The cache name of a reference split's features: readable prefix + SHA-256 of every ingredient."""
+    text = json.dumps({"metric_version": METRIC_VERSION, "dataset": dataset.name, "split": split,
+                       "checksum": dataset.checksum, "levels": dataset.levels, "extractor": extractor_name,
+                       "weights_sha256": weights_sha256, "preprocessing": f"{PREPROCESSING}; channels={channels}",
+                       "num_reference": num_reference, "layers": layers}, sort_keys=True)
+    return f"evalgen-ref-{dataset.name}-{split}-{num_reference}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
+
+
+def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> tuple[float, str]:
+    """tr((S1 S2)^{1/2}) in float64: scipy's sqrtm, else a symmetric eigendecomposition."""
+    product = s1 @ s2
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sqrtm warns on (near-)singular input; we check ourselves
+            root = scipy.linalg.sqrtm(product)
+        finite = bool(np.all(np.isfinite(root)))
+        if finite and np.iscomplexobj(root):
+            finite = bool(np.max(np.abs(np.diagonal(root).imag)) <= DEFAULTS["sqrtm_max_imag"])
+            root = root.real
+        if finite:
+            scale = max(np.linalg.norm(product), np.finfo(np.float64).tiny)
+            if np.linalg.norm(root @ root - product) / scale <= DEFAULTS["sqrtm_max_residual"]:
+                return float(np.trace(root)), "sqrtm"
+    except (np.linalg.LinAlgError, ValueError):
+        pass
+    # S1 S2 is similar to S1^{1/2} S2 S1^{1/2}, which is symmetric PSD: same eigenvalues, stable roots.
+    # Eigenvalues below rounding level (relative to the largest) are zeros of a singular matrix.
+    def nonnegative(w: np.ndarray) -> np.ndarray:
+        return np.where(w > len(w) * np.finfo(np.float64).eps * max(np.max(np.abs(w)), 0.0), w, 0.0)
+
+    w1, v1 = np.linalg.eigh(s1)
+    half = (v1 * np.sqrt(nonnegative(w1))) @ v1.T
+    eig = np.linalg.eigvalsh(half @ s2 @ half)
+    return float(np.sum(np.sqrt(nonnegative(eig)))), "eigh"
+
+
+def frechet_distance(features_1, features_2) -> tuple[float, str]:
+    """FID between two feature sets (N, D), in float64; returns (value, square-root method)."""
+    f1, f2 = (np.asarray(f, dtype=np.float64) for f in (features_1, features_2))
+    mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
+    s1, s2 = np.atleast_2d(np.cov(f1, rowvar=False)), np.atleast_2d(np.cov(f2, rowvar=False))
+    diff = mu1 - mu2
+    tr_root, method = _trace_sqrt_product(s1, s2)
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_root), method
+
+
+def _check_samples(samples: torch.Tensor, dataset: Dataset) -> list[str]:
+    if dataset.levels is None or len(dataset.shape) != 3:
+        raise EvalgenError(f"sample-quality metrics need image data with levels; '{dataset.name}' is not")
+    if not torch.is_tensor(samples) or tuple(samples.shape[1:]) != dataset.shape:
+        got = tuple(samples.shape) if torch.is_tensor(samples) else type(samples).__name__
+        raise EvalgenError(f"samples must be a tensor (N, {', '.join(map(str, dataset.shape))}) for "
+                           f"'{dataset.name}', got {got}")
+    if len(samples) < MIN_SAMPLES:
+        raise EvalgenError(f"sample-quality metrics need at least {MIN_SAMPLES} samples, got {len(samples)}")
+    if not bool(torch.isfinite(samples).all()):
+        raise EvalgenError("samples contain NaN or infinite values")
+    low, high = float(samples.min()), float(samples.max())
+    if low < 0 or high > dataset.levels - 1:
+        return [f"samples range over [{low:g}, {high:g}], outside 0..{dataset.levels - 1}: clipped"]
+    return []
+
+
+def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | None = None,
+                   reference_split: str = DEFAULTS["reference_split"], num_reference: int | None = None,
+                   cache_dir: Path | None = None, device: torch.device = torch.device("cpu"),
+                   batch_size: int = DEFAULT_BATCH_SIZE, inception_weights: Path | None = None) -> FidelityResult:
+    """IS, FID, KID and precision/recall of ``samples`` against a split of ``dataset``.
+
+    samples: float (N, *dataset.shape) in the dataset's stored values (integers 0..levels-1).
+    extractor: feature extractor name; default ``dataset.feature_extractor``.
+    num_reference: the first that many examples of the split (default: all of it).
+    cache_dir: evalgen's cache root (default `user_cache_dir()`): extractors and reference features.
+    inception_weights: local Inception-v3 weights (see `evalgen.metrics.inception`).
+    """
+    from torch_fidelity import calculate_metrics
+
+    notes = _check_samples(samples, dataset)
+    name = extractor or dataset.feature_extractor
+    if name is None:
+        raise EvalgenError(f"dataset '{dataset.name}' has no default feature extractor; pass extractor=")
+    if reference_split not in SPLITS:
+        raise EvalgenError(f"unknown reference split '{reference_split}' (known: {', '.join(SPLITS)})")
+    reference = getattr(dataset, reference_split)
+    n_ref = len(reference) if num_reference is None else int(num_reference)
+    if not MIN_SAMPLES <= n_ref <= len(reference):
+        raise EvalgenError(f"num_reference must be between {MIN_SAMPLES} and {len(reference)} "
+                           f"(the size of the {reference_split} split), got {n_ref}")
+    root = Path(cache_dir) if cache_dir is not None else user_cache_dir()
+    ext = _resolve_extractor(name, dataset, root, inception_weights)
+    ref_name = reference_key(dataset, reference_split, n_ref, ext.name, ext.sha256, ext.channels, ext.layers)
+    fidelity_cache = root / "fidelity"
+    fidelity_cache.mkdir(parents=True, exist_ok=True)
+    ref_files = [fidelity_cache / f"{ref_name}-{ext.name}-features-{layer}.pt" for layer in set(ext.layers.values())]
+    reference_cached = all(p.exists() for p in ref_files)
+
+    n = len(samples)
+    generated = ImageSet(to_uint8(samples.clamp(0, dataset.levels - 1), dataset.levels), ext.channels)
+    real = ImageSet(to_uint8(reference.x[:n_ref], dataset.levels), ext.channels)
+    sample_name = f"evalgen-samples-{uuid.uuid4().hex}"  # features of input1 land in the cache; removed below
+    cuda = torch.device(device).type == "cuda"
+    settings = {k: DEFAULTS[k] for k in TORCH_FIDELITY_SETTINGS}
+    settings.update(isc_splits=min(DEFAULTS["isc_splits"], n),
+                    kid_subset_size=min(DEFAULTS["kid_subset_size"], n, n_ref))
+    try:
+        with torch.cuda.device(device) if cuda else contextlib.nullcontext():  # torch-fidelity uses .cuda()
+            metrics = calculate_metrics(
+                input1=generated, input2=real, input1_cache_name=sample_name, input2_cache_name=ref_name,
+                cache_root=str(fidelity_cache), cache=True, cuda=cuda, batch_size=int(batch_size),
+                isc=True, fid=True, kid=True, prc=True, feature_extractor=ext.name,
+                feature_extractor_weights_path=str(ext.path),
+                **{f"feature_layer_{metric}": layer for metric, layer in ext.layers.items()},
+                samples_shuffle=True, save_cpu_ram=True, verbose=False, **settings)
+        fid_layer = ext.layers["fid"]
+        f1 = torch.load(fidelity_cache / f"{sample_name}-{ext.name}-features-{fid_layer}.pt", weights_only=True)
+        f2 = torch.load(fidelity_cache / f"{ref_name}-{ext.name}-features-{fid_layer}.pt", weights_only=True)
+    except ValueError as exc:  # torch-fidelity reports bad arguments and inputs as ValueError
+        raise EvalgenError(f"torch-fidelity: {exc}") from None
+    finally:
+        for leftover in fidelity_cache.glob(f"{sample_name}-*"):
+            leftover.unlink(missing_ok=True)
+
+    fid, method = frechet_distance(f1.numpy(), f2.numpy())
+    dim = int(f1.shape[1])
+    fid_tf = float(metrics["frechet_inception_distance"])
+    if method != "sqrtm":
+        notes.append("FID: scipy sqrtm failed, went complex or was inaccurate; used the eigh fallback")
+    for what, count in (("generated", n), ("reference", n_ref)):
+        if count < dim:
+            notes.append(f"{count} {what} samples < feature dimension {dim} ({ext.name}): the covariance is "
+                         f"singular and FID/KID are unreliable; use more samples")
+    scale = float(np.var(f1.numpy(), axis=0).sum() + np.var(f2.numpy(), axis=0).sum()) + abs(fid)
+    if abs(fid - fid_tf) > DEFAULTS["fid_agreement_rtol"] * scale:
+        notes.append(f"FID {fid:.6g} (float64) disagrees with torch-fidelity's {fid_tf:.6g}")
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return FidelityResult(
+        inception_score_mean=float(metrics["inception_score_mean"]),
+        inception_score_std=float(metrics["inception_score_std"]),
+        fid=fid, kid_mean=float(metrics["kernel_inception_distance_mean"]),
+        kid_std=float(metrics["kernel_inception_distance_std"]),
+        precision=float(metrics["precision"]), recall=float(metrics["recall"]),
+        extractor=ext.name, extractor_weights_sha256=ext.sha256, extractor_test_accuracy=ext.test_accuracy,
+        num_generated=n, num_reference=n_ref, reference_split=reference_split, feature_dim=dim,
+        fid_torch_fidelity=fid_tf, fid_sqrt_method=method, reference_key=ref_name,
+        reference_cached=reference_cached, warnings=tuple(notes))
