@@ -7,6 +7,7 @@ from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, Split
 from evalgen.errors import DataUnavailableError, EvalgenError, PluginContractError
 from evalgen.hookspecs import hookimpl
+from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.types import (
     Batch,
     DataKind,
@@ -34,6 +35,8 @@ __all__ = [
     "Likelihood",
     "LikelihoodKind",
     "LoadContext",
+    "MetricInputs",
+    "MetricSpec",
     "ModelSpec",
     "PluginContractError",
     "Representation",

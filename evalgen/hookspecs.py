@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from evalgen.budgets import Budget
     from evalgen.datasets.base import DatasetSpec
+    from evalgen.metrics.registry import MetricSpec
     from evalgen.types import Batch, DatasetInfo, FamilyInfo, TrainState
 
 PROJECT_NAME = "evalgen"
@@ -64,6 +65,20 @@ def evalgen_register_budgets(register: Callable[[Budget], None]) -> None:
     Called once, when the plugin manager is first set up.
 
     :param register: call it with one `evalgen.Budget` per preset; duplicate names are an error.
+    :return: nothing.
+    """
+
+
+@hookspec
+def evalgen_register_metrics(register: Callable[[MetricSpec], None]) -> None:
+    """Add metrics to the registry.
+
+    Called once, when the plugin manager is first set up. After training, the harness computes
+    every registered metric whose ``needs`` and ``data_kinds`` fit the model and the dataset,
+    and records the others as skipped with the reason.
+
+    :param register: call it with one `evalgen.MetricSpec` per metric; duplicate names are an
+        error.
     :return: nothing.
     """
 

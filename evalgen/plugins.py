@@ -16,6 +16,7 @@ from evalgen import hookspecs
 from evalgen.budgets import Budget
 from evalgen.datasets.base import DatasetSpec
 from evalgen.errors import EvalgenError, unknown_name
+from evalgen.metrics.registry import MetricSpec
 from evalgen.registry import Registry
 from evalgen.types import FamilyInfo
 
@@ -35,8 +36,9 @@ FAMILY_HOOKS = (
 def _builtin_modules() -> list[ModuleType]:
     from evalgen import budgets
     from evalgen.datasets import builtin as builtin_datasets
+    from evalgen.metrics import builtin as builtin_metrics
 
-    return [budgets, builtin_datasets]
+    return [budgets, builtin_datasets, builtin_metrics]
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Plugins:
     families: dict[str, FamilyInfo] = field(default_factory=dict)
     datasets: Registry[DatasetSpec] = field(default_factory=lambda: Registry("dataset"))
     budgets: Registry[Budget] = field(default_factory=lambda: Registry("budget"))
+    metrics: Registry[MetricSpec] = field(default_factory=lambda: Registry("metric"))
     _family_plugins: dict[str, object] = field(default_factory=dict)
     _hooks: dict[str, FamilyHooks] = field(default_factory=dict)
 
@@ -165,7 +168,8 @@ def _declared_family(pm: pluggy.PluginManager, obj: object) -> FamilyInfo | None
 def _collect_registrations(plugins: Plugins) -> None:
     hooks = plugins.pm.hook
     for hook, registry in ((hooks.evalgen_register_budgets, plugins.budgets),
-                           (hooks.evalgen_register_datasets, plugins.datasets)):
+                           (hooks.evalgen_register_datasets, plugins.datasets),
+                           (hooks.evalgen_register_metrics, plugins.metrics)):
         for impl in hook.get_hookimpls():  # registration order: built-ins first
             owner = impl.plugin_name
             try:

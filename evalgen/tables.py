@@ -12,6 +12,28 @@ import pandas as pd
 from evalgen.records import atomic_write_bytes
 
 GROUP_COLUMNS = ["dataset", "budget", "plugin", "model"]
+NUMBERS = ("bits_per_dim", "nll_nats", "inception_score", "fid", "kid", "auroc", "train_seconds", "steps",
+           "samples_per_second")
+
+
+def _sample_quality(metrics: dict[str, Any]) -> dict[str, Any]:
+    found = metrics.get("sample_quality") or {}
+    if "skipped" in found:
+        found = {}
+    return {
+        "inception_score": found.get("inception_score_mean"),
+        "fid": found.get("fid"),
+        "kid": found.get("kid_mean"),
+        "extractor": found.get("extractor"),
+    }
+
+
+def _outliers(metrics: dict[str, Any]) -> dict[str, Any]:
+    found = metrics.get("outliers") or {}
+    headline = found.get("headline")
+    result = (found.get("sets") or {}).get(headline) or {}
+    label = f"{found['score']} vs {headline}" if "auroc" in result else None
+    return {"auroc": result.get("auroc"), "auroc_label": label}
 
 
 def _flatten(record: dict[str, Any]) -> dict[str, Any]:
@@ -19,6 +41,8 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     nll = metrics.get("test_nll") or {}
     sampling = metrics.get("sampling") or {}
     return {
+        **_sample_quality(metrics),
+        **_outliers(metrics),
         **{c: spec[c] for c in GROUP_COLUMNS},
         "seed": spec["seed"],
         "status": record["status"],
@@ -57,7 +81,9 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
         diverged = group[group["status"] == "diverged"]
         row["diverged"] = ", ".join(f"seed {s}@step {d}" for s, d in
                                     zip(diverged["seed"], diverged["diverged_at_step"])) or ""
-        for column in ("bits_per_dim", "nll_nats", "train_seconds", "steps", "samples_per_second"):
+        for label in ("extractor", "auroc_label"):
+            row[label] = group[label].dropna().iloc[0] if group[label].notna().any() else None
+        for column in NUMBERS:
             mean, std, n = _mean_std_n(group[column])
             row[f"{column}_mean"], row[f"{column}_std"], row[f"{column}_n"] = mean, std, n
         row["parameters"] = int(group["parameters"].iloc[0])
@@ -86,6 +112,20 @@ def _nll_cell(row: pd.Series, column: str, not_available: str) -> str:
     return cell
 
 
+def _labelled(summary: pd.DataFrame, column: str, title: str, label: str,
+              digits: int = 3) -> dict[str, list[str]]:
+    """A column whose numbers carry a label (extractor, score): in the header when every row
+    shares it, else in each cell. Omitted when no row has the number."""
+    cells = [_cell(m, s, n, digits) for m, s, n in zip(summary[f"{column}_mean"],
+                                                       summary[f"{column}_std"], summary[f"{column}_n"])]
+    if not any(cells):
+        return {}
+    labels = {lab for lab, cell in zip(summary[label], cells) if cell}
+    if len(labels) == 1:
+        return {f"{title} [{labels.pop()}]": cells}
+    return {title: [f"{c} [{lab}]" if c else "" for c, lab in zip(cells, summary[label])]}
+
+
 def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """Human-readable table: one column per number, values as 'mean ± std (n)'."""
     shown = pd.DataFrame({
@@ -95,6 +135,10 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
         "test NLL (bits/dim) ↓": summary.apply(_nll_cell, axis=1, args=("bits_per_dim", "n/a")),
         "test NLL (nats) ↓": summary.apply(_nll_cell, axis=1, args=("nll_nats", "n/a")),
         "likelihood": summary["likelihood"],
+        **_labelled(summary, "inception_score", "IS ↑", "extractor"),
+        **_labelled(summary, "fid", "FID ↓", "extractor"),
+        **_labelled(summary, "kid", "KID ↓", "extractor", digits=4),
+        **_labelled(summary, "auroc", "AUROC ↑", "auroc_label"),
         "params": summary["parameters"],
         "train s": [_cell(m, s, n, 1) for m, s, n in zip(summary["train_seconds_mean"],
                                                          summary["train_seconds_std"],

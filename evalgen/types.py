@@ -65,6 +65,8 @@ class ModelSpec:
             uniformly dequantized values in [0, 1) (flows), False if it is a mass function on
             the integer levels (categorical / Bernoulli models). Ignored for continuous data.
         reference: the paper the variant follows.
+        outlier_score: what the family's ``evalgen_outlier_score`` returns, for the tables
+            (e.g. "critic output"); None if the family relies on the default -log p(x) / D.
     """
 
     name: str
@@ -73,6 +75,7 @@ class ModelSpec:
     likelihood: Likelihood = Likelihood()
     dequantize: bool = False
     reference: str = ""
+    outlier_score: str | None = None
 
     def representation_for(self, kind: DataKind) -> Representation:
         if kind is DataKind.CONTINUOUS:

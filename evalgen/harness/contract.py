@@ -84,6 +84,18 @@ class BoundModel:
             )
         return out
 
+    def outlier_score(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+        out = self._call("outlier_score", model=model, x=x)
+        if out is None:
+            return None
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (x.shape[0],):
+            raise PluginContractError(
+                f"{self.where}: evalgen_outlier_score should return a tensor of shape ({x.shape[0]},) or None"
+            )
+        if not bool(torch.isfinite(out).all()):
+            raise PluginContractError(f"{self.where}: evalgen_outlier_score returned NaN or inf")
+        return out
+
     def sample(self, model: nn.Module, num_samples: int, generator: torch.Generator,
                dataset: DatasetInfo) -> torch.Tensor:
         out = self._call("sample", model=model, num_samples=num_samples, generator=generator)

@@ -1,23 +1,28 @@
-"""After training: test NLL and samples, each checked against the hook contracts."""
+"""After training: samples, test log_prob, then every registered metric that applies."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 from evalgen.budgets import Budget
+from evalgen.datasets.base import Dataset
 from evalgen.harness.contract import BoundModel
-from evalgen.harness.data import ModelData, to_stored_values
+from evalgen.harness.data import EVAL_NOISE_SEED, ModelData, to_representation, to_stored_values
 from evalgen.harness.training import EVAL_BATCH_SIZE
-from evalgen.metrics.nll import summarize_nll
+from evalgen.metrics.outliers import outlier_score_default
+from evalgen.metrics.registry import MetricInputs, MetricSpec
+from evalgen.registry import Registry
 from evalgen.types import DatasetInfo, LikelihoodKind
 
 SAMPLE_BATCH_SIZE = 1_000
 #: Offset between the training stream and the sampling stream of the same seed.
 SAMPLE_SEED_OFFSET = 1_000_003
+DEFAULT_OUTLIER_SCORE = "-log p(x) / D"
 
 
 @torch.no_grad()
@@ -47,20 +52,50 @@ def draw_samples(bound: BoundModel, model: nn.Module, info: DatasetInfo, num_sam
     return samples, seconds
 
 
-def evaluate(bound: BoundModel, model: nn.Module, data: ModelData, info: DatasetInfo,
-             budget: Budget, seed: int, device: torch.device) -> tuple[dict[str, Any], torch.Tensor]:
-    """Metrics of a trained model, and its samples (stored values) for sample-based metrics."""
-    metrics: dict[str, Any] = {}
-    likelihood = bound.spec.likelihood
-    if likelihood.kind is not LikelihoodKind.NONE:
-        log_p = test_log_prob(bound, model, data)
-        metrics["test_nll"] = summarize_nll(
-            log_p, info.representation, info.num_dims, info.levels, likelihood
-        ).to_dict()
+def outlier_scorer(bound: BoundModel, model: nn.Module, info: DatasetInfo,
+                   device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str]:
+    """A function from stored values to outlier scores, and its label; (None, reason) if none."""
+    has_likelihood = bound.spec.likelihood.kind is not LikelihoodKind.NONE
+    label = bound.spec.outlier_score or DEFAULT_OUTLIER_SCORE
+    if bound.spec.outlier_score is None and not has_likelihood:
+        return None, "no likelihood and no outlier score"
+
+    @torch.no_grad()
+    def score(stored: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        noise = torch.Generator(device=device).manual_seed(EVAL_NOISE_SEED)
+        out = []
+        for chunk in stored.split(EVAL_BATCH_SIZE):
+            x = to_representation(chunk.to(device), info.representation, info.levels, noise)
+            s = bound.outlier_score(model, x) if bound.spec.outlier_score else None
+            if s is None:
+                s = outlier_score_default(bound.log_prob(model, x), info.num_dims)
+            out.append(s.double().cpu())
+        return torch.cat(out)
+
+    return score, label
+
+
+def evaluate(bound: BoundModel, model: nn.Module, data: ModelData, dataset: Dataset,
+             info: DatasetInfo, budget: Budget, seed: int, device: torch.device,
+             metrics: Registry[MetricSpec],
+             load_dataset: Callable[[str], Dataset]) -> tuple[dict[str, Any], torch.Tensor]:
+    """Metrics of a trained model (skipped ones say why), and its samples in stored values."""
+    has_likelihood = bound.spec.likelihood.kind is not LikelihoodKind.NONE
     samples, seconds = draw_samples(bound, model, info, budget.num_samples, seed, device)
-    metrics["sampling"] = {
+    results: dict[str, Any] = {"sampling": {
         "num_samples": budget.num_samples,
         "seconds": seconds,
         "samples_per_second": budget.num_samples / seconds if seconds > 0 else None,
-    }
-    return metrics, samples
+    }}
+    scorer, score_label = outlier_scorer(bound, model, info, device)
+    inputs = MetricInputs(
+        dataset=dataset, info=info, likelihood=bound.spec.likelihood, samples=samples,
+        test_log_prob=test_log_prob(bound, model, data) if has_likelihood else None,
+        outlier_score=scorer, outlier_score_label=score_label, load_dataset=load_dataset,
+        budget=budget, seed=seed, device=device,
+    )
+    for metric in metrics:
+        reason = metric.skip_reason(inputs)
+        results[metric.name] = {"skipped": reason} if reason else metric.compute(inputs)
+    return results, samples

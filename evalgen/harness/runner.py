@@ -102,7 +102,8 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[dict[str, Any], torch.Tenso
     samples = None
     metrics: dict[str, Any] = {}
     if outcome.diverged_at_step is None:
-        metrics, samples = evaluate(bound, model, data, info, budget, spec.seed, ctx.device)
+        metrics, samples = evaluate(bound, model, data, dataset, info, budget, spec.seed, ctx.device,
+                                    plugins.metrics, ctx.dataset)
     record = {
         "schema": SCHEMA,
         "key": spec.key,

@@ -1,0 +1,96 @@
+"""The metric registry: what each metric needs, where it applies, and how it is computed.
+
+The harness builds one `MetricInputs` per trained model and computes every registered metric
+that applies; a metric that does not apply is recorded as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evalgen.budgets import Budget
+from evalgen.datasets.base import Dataset
+from evalgen.types import DataKind, DatasetInfo, Likelihood, LikelihoodKind
+
+#: What a metric can ask for.
+NEEDS = frozenset({"samples", "log_prob", "outlier_score", "labels", "images"})
+
+
+@dataclass
+class MetricInputs:
+    """Everything a metric may use about one trained model.
+
+    Attributes:
+        dataset: the dataset the model was trained on (stored values, all splits).
+        info: the dataset as the model sees it (representation included).
+        likelihood: what the model's log_prob is.
+        samples: (N, *shape) the model's samples in stored values on the CPU, or None.
+        test_log_prob: (N_test,) log_prob of the test set as the model sees it, or None.
+        outlier_score: stored values (N, *shape) -> (N,) scores (higher = more outlying), or None.
+        outlier_score_label: how the outlier score is computed, for the tables.
+        load_dataset: name -> Dataset, for metrics that compare with other datasets.
+        budget, seed, device: of the run.
+    """
+
+    dataset: Dataset
+    info: DatasetInfo
+    likelihood: Likelihood
+    samples: torch.Tensor | None
+    test_log_prob: torch.Tensor | None
+    outlier_score: Callable[[torch.Tensor], torch.Tensor] | None
+    outlier_score_label: str
+    load_dataset: Callable[[str], Dataset]
+    budget: Budget
+    seed: int
+    device: torch.device
+    cache_dir: Path | None = None
+
+    def available(self) -> set[str]:
+        have = set()
+        if self.samples is not None:
+            have.add("samples")
+        if self.test_log_prob is not None and self.likelihood.kind is not LikelihoodKind.NONE:
+            have.add("log_prob")
+        if self.outlier_score is not None:
+            have.add("outlier_score")
+        if self.dataset.num_classes:
+            have.add("labels")
+        if len(self.info.shape) == 3:
+            have.add("images")
+        return have
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric.
+
+    Attributes:
+        name: key of its result in the run record's ``metrics``.
+        summary: one line for listings.
+        needs: subset of `NEEDS`; the metric is skipped when the model or data lacks one.
+        data_kinds: data kinds it applies to.
+        higher_is_better: for each headline value it reports, whether higher is better.
+        compute: `MetricInputs` -> a JSON-serializable dict (it may raise EvalgenError).
+        applies: optional extra check: inputs -> None if it applies, else the reason it does not.
+    """
+
+    name: str
+    summary: str
+    needs: frozenset[str]
+    data_kinds: frozenset[DataKind]
+    higher_is_better: Mapping[str, bool]
+    compute: Callable[[MetricInputs], dict[str, Any]]
+    applies: Callable[[MetricInputs], str | None] | None = field(default=None)
+
+    def skip_reason(self, inputs: MetricInputs) -> str | None:
+        if inputs.info.kind not in self.data_kinds:
+            return f"not defined for {inputs.info.kind.value} data"
+        missing = sorted(self.needs - inputs.available())
+        if missing:
+            return f"needs {', '.join(missing)}, which this model or dataset does not provide"
+        return self.applies(inputs) if self.applies is not None else None
