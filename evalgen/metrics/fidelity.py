@@ -76,8 +76,8 @@ class FidelityResult:
     fid: float
     kid_mean: float
     kid_std: float
-    precision: float
-    recall: float
+    precision: float | None  #: None when not asked for
+    recall: float | None
     extractor: str
     extractor_weights_sha256: str
     extractor_test_accuracy: float | None  #: domain classifiers only
@@ -202,7 +202,8 @@ def _check_samples(samples: torch.Tensor, dataset: Dataset) -> list[str]:
 def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | None = None,
                    reference_split: str = DEFAULTS["reference_split"], num_reference: int | None = None,
                    cache_dir: Path | None = None, device: torch.device = torch.device("cpu"),
-                   batch_size: int = DEFAULT_BATCH_SIZE, inception_weights: Path | None = None) -> FidelityResult:
+                   batch_size: int = DEFAULT_BATCH_SIZE, inception_weights: Path | None = None,
+                   precision_recall: bool = True) -> FidelityResult:
     """IS, FID, KID and precision/recall of ``samples`` against a split of ``dataset``.
 
     samples: float (N, *dataset.shape) in the dataset's stored values (integers 0..levels-1).
@@ -210,6 +211,8 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
     num_reference: the first that many examples of the split (default: all of it).
     cache_dir: evalgen's cache root (default `user_cache_dir()`): extractors and reference features.
     inception_weights: local Inception-v3 weights (see `evalgen.metrics.inception`).
+    precision_recall: also compute precision/recall (Kynkäänniemi et al. 2019); it costs a k-NN
+        search over the reference set on every call, which torch-fidelity does not cache.
     """
     from torch_fidelity import calculate_metrics
 
@@ -245,7 +248,7 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
             metrics = calculate_metrics(
                 input1=generated, input2=real, input1_cache_name=sample_name, input2_cache_name=ref_name,
                 cache_root=str(fidelity_cache), cache=True, cuda=cuda, batch_size=int(batch_size),
-                isc=True, fid=True, kid=True, prc=True, feature_extractor=ext.name,
+                isc=True, fid=True, kid=True, prc=precision_recall, feature_extractor=ext.name,
                 feature_extractor_weights_path=str(ext.path),
                 **{f"feature_layer_{metric}": layer for metric, layer in ext.layers.items()},
                 samples_shuffle=True, save_cpu_ram=True, verbose=False, **settings)
@@ -277,7 +280,8 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
         inception_score_std=float(metrics["inception_score_std"]),
         fid=fid, kid_mean=float(metrics["kernel_inception_distance_mean"]),
         kid_std=float(metrics["kernel_inception_distance_std"]),
-        precision=float(metrics["precision"]), recall=float(metrics["recall"]),
+        precision=float(metrics["precision"]) if precision_recall else None,
+        recall=float(metrics["recall"]) if precision_recall else None,
         extractor=ext.name, extractor_weights_sha256=ext.sha256, extractor_test_accuracy=ext.test_accuracy,
         num_generated=n, num_reference=n_ref, reference_split=reference_split, feature_dim=dim,
         fid_torch_fidelity=fid_tf, fid_sqrt_method=method, reference_key=ref_name,
