@@ -7,6 +7,7 @@ from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, Split
 from evalgen.errors import DataUnavailableError, EvalgenError, PluginContractError
 from evalgen.hookspecs import hookimpl
+from evalgen.metrics.bounds import importance_weighted_bound, iwae_likelihood, log_mean_exp
 from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.types import (
     Batch,
@@ -44,4 +45,7 @@ __all__ = [
     "TrainState",
     "__version__",
     "hookimpl",
+    "importance_weighted_bound",
+    "iwae_likelihood",
+    "log_mean_exp",
 ]
