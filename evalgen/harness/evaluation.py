@@ -89,10 +89,17 @@ def evaluate(bound: BoundModel, model: nn.Module, data: ModelData, dataset: Data
         "samples_per_second": budget.num_samples / seconds if seconds > 0 else None,
     }}
     scorer, score_label = outlier_scorer(bound, model, info, device)
+    log_p = test_log_prob(bound, model, data) if has_likelihood else None
+    if scorer is None:
+        test_scores = None
+    elif bound.spec.outlier_score is None:  # the default score: reuse the test log p
+        test_scores = outlier_score_default(log_p, info.num_dims)
+    else:
+        test_scores = scorer(dataset.test.x)
     inputs = MetricInputs(
         dataset=dataset, info=info, likelihood=bound.spec.likelihood, samples=samples,
-        test_log_prob=test_log_prob(bound, model, data) if has_likelihood else None,
-        outlier_score=scorer, outlier_score_label=score_label, load_dataset=load_dataset,
+        test_log_prob=log_p, outlier_score=scorer, test_outlier_scores=test_scores,
+        outlier_score_label=score_label, load_dataset=load_dataset,
         budget=budget, seed=seed, device=device,
     )
     for metric in metrics:

@@ -50,7 +50,7 @@ def _outliers(inputs: MetricInputs) -> dict[str, Any]:
 
     score = inputs.outlier_score
     test = inputs.dataset.test.x
-    in_scores = score(test)
+    in_scores = inputs.test_outlier_scores
     generator = torch.Generator().manual_seed(OUTLIER_SEED)
     synthetic = synthetic_outliers(inputs.info.shape, inputs.info.levels,
                                    min(len(test), SYNTHETIC_OUTLIERS), generator)

@@ -32,6 +32,7 @@ class MetricInputs:
         samples: (N, *shape) the model's samples in stored values on the CPU, or None.
         test_log_prob: (N_test,) log_prob of the test set as the model sees it, or None.
         outlier_score: stored values (N, *shape) -> (N,) scores (higher = more outlying), or None.
+        test_outlier_scores: (N_test,) the outlier scores of the test set, or None.
         outlier_score_label: how the outlier score is computed, for the tables.
         load_dataset: name -> Dataset, for metrics that compare with other datasets.
         budget, seed, device: of the run.
@@ -43,6 +44,7 @@ class MetricInputs:
     samples: torch.Tensor | None
     test_log_prob: torch.Tensor | None
     outlier_score: Callable[[torch.Tensor], torch.Tensor] | None
+    test_outlier_scores: torch.Tensor | None
     outlier_score_label: str
     load_dataset: Callable[[str], Dataset]
     budget: Budget
