@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.spatial
 import torch
 
 from evalgen.datasets.base import LoadContext
@@ -56,6 +57,17 @@ def _scipy_fid(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(root.real))
 
 
+def _knn_precision_recall(gen: np.ndarray, ref: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Kynkäänniemi et al. (2019) in float64 with scipy: a sample is covered when it lies within the
+    distance from some point of the other set to that point's k-th nearest neighbour (self excluded)."""
+    def radii(f):
+        return np.sort(scipy.spatial.distance.cdist(f, f), axis=1)[:, k]
+    d = scipy.spatial.distance.cdist(gen.astype(np.float64), ref.astype(np.float64))
+    precision = (d <= radii(ref.astype(np.float64))[None, :]).any(axis=1).mean()
+    recall = (d.T <= radii(gen.astype(np.float64))[None, :]).any(axis=1).mean()
+    return float(precision), float(recall)
+
+
 def _fresh_cache(tmp_path, name):
     """An empty metrics cache that still holds the session's trained extractors."""
     root = tmp_path / name
@@ -80,6 +92,21 @@ def test_fid_matches_scipy_on_the_same_features(mnist, mnist_weights):
     assert (result.num_generated, result.num_reference, result.reference_split) == (2000, N_REF, "test")
     assert set(result.to_dict()) >= {"inception_score_mean", "inception_score_std", "fid", "kid_mean", "kid_std",
                                      "precision", "recall", "extractor_weights_sha256", "warnings"}
+
+
+def test_precision_recall_compares_equal_numbers_and_matches_scipy(mnist, mnist_weights):
+    samples = mnist.train.x[:1500]
+    result = sample_quality(samples, mnist, num_reference=N_REF)
+    gen_idx, ref_idx = fidelity.prc_subsets(1500, N_REF)
+    assert result.precision_recall_samples == len(gen_idx) == len(ref_idx) == 1500
+    assert len(set(ref_idx.tolist())) == 1500 and int(ref_idx.max()) < N_REF
+    f1 = extract_features(_independent_uint8(samples, 256), mnist_weights)[EMBEDDING].numpy()
+    f2 = extract_features(_independent_uint8(mnist.test.x[:N_REF], 256), mnist_weights)[EMBEDDING].numpy()
+    expected = _knn_precision_recall(f1[gen_idx.numpy()], f2[ref_idx.numpy()])
+    print(f"P/R mnist train[:1500] vs a random 1500 of test[:{N_REF}]: {result.precision:.4f}/{result.recall:.4f} "
+          f"(scipy {expected[0]:.4f}/{expected[1]:.4f})")
+    # float32 vs float64 distances may flip a sample lying exactly on a ball's boundary (1/1500 each)
+    assert (result.precision, result.recall) == pytest.approx(expected, abs=2 / 1500)
 
 
 def test_fid_orders_self_train_and_other_dataset(mnist, fashion, mnist_weights):

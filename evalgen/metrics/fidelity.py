@@ -2,8 +2,14 @@
 
 `sample_quality` is the one place evalgen calls torch-fidelity. Samples stay in memory: stored
 values become uint8 images (`to_uint8`, the same for the reference split), wrapped in a
-``torch.utils.data.Dataset``, and ONE ``calculate_metrics(isc, fid, kid, prc)`` call extracts
-features once per input and computes all four metrics from them.
+``torch.utils.data.Dataset``, and ONE ``calculate_metrics(isc, fid, kid)`` call extracts
+features once per input and computes IS, FID and KID from them.
+
+Precision/recall (Kynkäänniemi et al. 2019) compares k-NN balls of EQUAL numbers of real and
+generated feature vectors: a larger reference set has smaller balls and biases precision against
+recall. So it is computed by torch-fidelity's ``prc_features_to_metric`` on the features the pass
+above already made: the generated ones against a fixed random subset (seed ``rng_seed``) of the
+cached reference features of the same size (`prc_subsets`). No image is read twice.
 
 Reference features are cached by torch-fidelity under ``<cache_dir>/fidelity`` with
 ``input2_cache_name`` = `reference_key`, a hash of everything that determines them (dataset name,
@@ -78,6 +84,7 @@ class FidelityResult:
     kid_std: float
     precision: float | None  #: None when not asked for
     recall: float | None
+    precision_recall_samples: int | None  #: generated = reference count in the k-NN comparison
     extractor: str
     extractor_weights_sha256: str
     extractor_test_accuracy: float | None  #: domain classifiers only
@@ -182,6 +189,28 @@ def frechet_distance(features_1, features_2) -> tuple[float, str]:
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_root), method
 
 
+def prc_subsets(num_generated: int, num_reference: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the generated and reference features that precision/recall compares.
+
+    Both have m = min(num_generated, num_reference) entries: the first m generated samples (they
+    are i.i.d.) and a fixed random m of the reference set (seed ``DEFAULTS["rng_seed"]``), sorted.
+    """
+    m = min(num_generated, num_reference)
+    generator = torch.Generator().manual_seed(DEFAULTS["rng_seed"])
+    reference = torch.randperm(num_reference, generator=generator)[:m].sort().values
+    return torch.arange(m), reference
+
+
+def _precision_recall(generated: torch.Tensor, reference: torch.Tensor) -> tuple[float, float, int]:
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    gen_idx, ref_idx = prc_subsets(len(generated), len(reference))
+    out = prc_features_to_metric(generated[gen_idx], reference[ref_idx], verbose=False, save_cpu_ram=True,
+                                 prc_neighborhood=DEFAULTS["prc_neighborhood"],
+                                 prc_batch_size=DEFAULTS["prc_batch_size"])
+    return float(out["precision"]), float(out["recall"]), len(gen_idx)
+
+
 def _check_samples(samples: torch.Tensor, dataset: Dataset) -> list[str]:
     if dataset.levels is None or len(dataset.shape) != 3:
         raise EvalgenError(f"sample-quality metrics need image data with levels; '{dataset.name}' is not")
@@ -211,8 +240,8 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
     num_reference: the first that many examples of the split (default: all of it).
     cache_dir: evalgen's cache root (default `user_cache_dir()`): extractors and reference features.
     inception_weights: local Inception-v3 weights (see `evalgen.metrics.inception`).
-    precision_recall: also compute precision/recall (Kynkäänniemi et al. 2019); it costs a k-NN
-        search over the reference set on every call, which torch-fidelity does not cache.
+    precision_recall: also compute precision/recall (Kynkäänniemi et al. 2019) on equal numbers of
+        generated and reference features (`prc_subsets`).
     """
     from torch_fidelity import calculate_metrics
 
@@ -232,7 +261,8 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
     ref_name = reference_key(dataset, reference_split, n_ref, ext.name, ext.sha256, ext.channels, ext.layers)
     fidelity_cache = root / "fidelity"
     fidelity_cache.mkdir(parents=True, exist_ok=True)
-    ref_files = [fidelity_cache / f"{ref_name}-{ext.name}-features-{layer}.pt" for layer in set(ext.layers.values())]
+    layers = {m: ext.layers[m] for m in ("isc", "fid", "kid")}
+    ref_files = [fidelity_cache / f"{ref_name}-{ext.name}-features-{layer}.pt" for layer in set(layers.values())]
     reference_cached = all(p.exists() for p in ref_files)
 
     n = len(samples)
@@ -248,19 +278,19 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
             metrics = calculate_metrics(
                 input1=generated, input2=real, input1_cache_name=sample_name, input2_cache_name=ref_name,
                 cache_root=str(fidelity_cache), cache=True, cuda=cuda, batch_size=int(batch_size),
-                isc=True, fid=True, kid=True, prc=precision_recall, feature_extractor=ext.name,
+                isc=True, fid=True, kid=True, feature_extractor=ext.name,
                 feature_extractor_weights_path=str(ext.path),
-                **{f"feature_layer_{metric}": layer for metric, layer in ext.layers.items()},
+                **{f"feature_layer_{metric}": layer for metric, layer in layers.items()},
                 samples_shuffle=True, save_cpu_ram=True, verbose=False, **settings)
-        fid_layer = ext.layers["fid"]
-        f1 = torch.load(fidelity_cache / f"{sample_name}-{ext.name}-features-{fid_layer}.pt", weights_only=True)
-        f2 = torch.load(fidelity_cache / f"{ref_name}-{ext.name}-features-{fid_layer}.pt", weights_only=True)
+        f1, f2 = (torch.load(fidelity_cache / f"{key}-{ext.name}-features-{ext.layers['fid']}.pt",
+                             weights_only=True) for key in (sample_name, ref_name))
     except ValueError as exc:  # torch-fidelity reports bad arguments and inputs as ValueError
         raise EvalgenError(f"torch-fidelity: {exc}") from None
     finally:
         for leftover in fidelity_cache.glob(f"{sample_name}-*"):
             leftover.unlink(missing_ok=True)
 
+    precision, recall, prc_count = _precision_recall(f1, f2) if precision_recall else (None, None, None)
     fid, method = frechet_distance(f1.numpy(), f2.numpy())
     dim = int(f1.shape[1])
     fid_tf = float(metrics["frechet_inception_distance"])
@@ -280,8 +310,7 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
         inception_score_std=float(metrics["inception_score_std"]),
         fid=fid, kid_mean=float(metrics["kernel_inception_distance_mean"]),
         kid_std=float(metrics["kernel_inception_distance_std"]),
-        precision=float(metrics["precision"]) if precision_recall else None,
-        recall=float(metrics["recall"]) if precision_recall else None,
+        precision=precision, recall=recall, precision_recall_samples=prc_count,
         extractor=ext.name, extractor_weights_sha256=ext.sha256, extractor_test_accuracy=ext.test_accuracy,
         num_generated=n, num_reference=n_ref, reference_split=reference_split, feature_dim=dim,
         fid_torch_fidelity=fid_tf, fid_sqrt_method=method, reference_key=ref_name,
