@@ -26,6 +26,10 @@ class Budget:
         patience: stop after this many validations without improvement (likelihood models).
         num_samples: samples drawn per model for sample-based metrics.
         target: "cpu" or "gpu": the hardware the preset is sized for.
+        importance_samples: samples per test example for likelihoods that are importance-sampled
+            bounds or estimates (IWAE's K, AIS chains); exact likelihoods ignore it.
+        valid_importance_samples: the same for the validation passes that pick the best
+            checkpoint (fewer: they run every ``eval_every`` steps).
     """
 
     name: str
@@ -38,6 +42,8 @@ class Budget:
     patience: int
     num_samples: int
     target: str = "cpu"
+    importance_samples: int = 1
+    valid_importance_samples: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,16 +51,17 @@ class Budget:
 
 PRESETS: tuple[Budget, ...] = (
     Budget("smoke", "seconds per model, for tests", max_seconds=10, max_steps=100,
-           max_examples=None, batch_size=64, eval_every=50, patience=5, num_samples=256),
+           max_examples=None, batch_size=64, eval_every=50, patience=5, num_samples=256,
+           importance_samples=10, valid_importance_samples=1),
     Budget("quick", "about a minute per model on 2 CPU cores (the default)", max_seconds=60,
            max_steps=20_000, max_examples=None, batch_size=128, eval_every=100, patience=8,
-           num_samples=2_000),
+           num_samples=2_000, importance_samples=100, valid_importance_samples=5),
     Budget("standard", "10 GPU-minutes per model", max_seconds=600, max_steps=200_000,
            max_examples=None, batch_size=256, eval_every=500, patience=20, num_samples=10_000,
-           target="gpu"),
+           target="gpu", importance_samples=5_000, valid_importance_samples=50),
     Budget("full", "one GPU-hour per model", max_seconds=3_600, max_steps=2_000_000,
            max_examples=None, batch_size=256, eval_every=1_000, patience=40, num_samples=50_000,
-           target="gpu"),
+           target="gpu", importance_samples=5_000, valid_importance_samples=100),
 )
 
 

@@ -70,7 +70,10 @@ def plugins_command() -> None:
         click.echo(f"{loaded.name}{version}: {loaded.family.summary}")
         for spec in loaded.family.models:
             kinds = ",".join(sorted(k.value for k in spec.data_kinds))
-            click.echo(f"  {spec.name:<14} likelihood: {spec.likelihood.label:<28} data: {kinds}")
+            label = spec.likelihood.label
+            if spec.likelihood.sample_count is not None:
+                label = f"{label[:-1]}, {spec.likelihood.sample_count} set by the budget)"
+            click.echo(f"  {spec.name:<14} likelihood: {label:<28} data: {kinds}")
     for failure in plugins.failures:
         click.echo(f"{failure.name}: FAILED TO LOAD: {failure.error}")
 
@@ -91,7 +94,7 @@ def budgets_command() -> None:
     for b in _plugins().budgets:
         click.echo(f"{b.name:<10} {b.target:<4} ≤{b.max_seconds:g}s, ≤{b.max_steps} steps, "
                    f"batch {b.batch_size}, validate every {b.eval_every} steps, "
-                   f"{b.num_samples} samples: {b.summary}")
+                   f"{b.num_samples} samples, K={b.importance_samples} for bounds: {b.summary}")
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -128,10 +131,13 @@ def _parse_value(value: str) -> Any:
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Add the independent-dimension baseline row to the table.")
 @click.option("--rerun", is_flag=True, help="Train again even where a finished record exists.")
+@click.option("--importance-samples", type=int, default=None,
+              help="Samples per test example for importance-sampled likelihoods (IWAE's K); "
+                   "default: the budget's.")
 @user_errors
 def run_command(plugin_name: str, models: tuple[str, ...], dataset: str, budget: str, seeds: int,
                 device: str, out_dir: Path, data_dir: Path | None, options: tuple[str, ...],
-                baseline: bool, rerun: bool) -> None:
+                baseline: bool, rerun: bool, importance_samples: int | None) -> None:
     """Train and evaluate a family's models under a budget; print and save the table."""
     from evalgen.datasets.files import load_context_from_env
     from evalgen.harness.runner import RunContext, resolve_device, run_sweep
@@ -140,7 +146,7 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str, budget:
 
     plugins = _plugins()
     specs = plan_specs(plugins, plugin_name, list(models), dataset, budget, seeds,
-                       _parse_options(options), baseline)
+                       _parse_options(options), baseline, importance_samples)
     ctx = RunContext(plugins=plugins, out_dir=out_dir, device=resolve_device(device),
                      load_context=load_context_from_env(data_dir), rerun=rerun)
     result = run_sweep(specs, ctx, report=lambda line: click.echo(line, err=True))

@@ -161,15 +161,20 @@ def evalgen_sample(model: nn.Module, num_samples: int, generator: torch.Generato
 
 
 @hookspec(firstresult=True)
-def evalgen_log_prob(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def evalgen_log_prob(model: nn.Module, x: torch.Tensor, num_importance_samples: int) -> torch.Tensor:
     """Log-likelihood of each example.
 
     Called on validation batches during training (for best-checkpoint selection) and on the
     test set after training, in ``eval()`` mode under ``torch.no_grad()``. Not called for
-    models whose likelihood kind is "none".
+    models whose likelihood kind is "none". For an IWAE-bound model it is also called on the
+    test set with ``num_importance_samples=1``, which gives the ELBO.
 
     :param model: the model.
     :param x: float32 (N, *shape) on the model's device, in the model's representation.
+    :param num_importance_samples: for a bound or estimate computed by importance sampling
+        whose ``Likelihood`` names a ``sample_count``: how many samples per example to use
+        (IWAE's K; the budget's ``importance_samples`` on the test set). Exact models ignore it
+        and may leave it out of their signature.
     :return: float32 or float64 (N,): log p(x) in nats per example -- a log-pmf for
         ``levels``, a log-density on [0, 1)^D for ``dequantized``, a log-density for
         ``continuous``. If the family declared the value a bound or an estimate, it is that

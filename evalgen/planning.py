@@ -12,10 +12,13 @@ BASELINE_FAMILY = "baselines"
 
 
 def plan_specs(plugins: Plugins, plugin: str, models: list[str], dataset: str, budget: str,
-               seeds: int, config: dict[str, Any], baseline: bool) -> list[RunSpec]:
+               seeds: int, config: dict[str, Any], baseline: bool,
+               importance_samples: int | None = None) -> list[RunSpec]:
     """Every (model, seed) run the command asks for, plus the baseline reference if wanted.
 
-    Names are checked before any data is loaded, so a typo fails in a second.
+    Names are checked before any data is loaded, so a typo fails in a second. Models that need
+    labels are left out on unlabelled datasets unless named. ``importance_samples`` applies to
+    the models whose likelihood is importance-sampled.
     """
     family = plugins.family(plugin)
     data_spec = plugins.datasets.get(dataset)
@@ -27,11 +30,15 @@ def plan_specs(plugins: Plugins, plugin: str, models: list[str], dataset: str, b
                 raise EvalgenError(f"{plugin}:{spec.name} does not support {data_spec.kind.value} data "
                                    f"(dataset '{dataset}')")
     else:
-        chosen = [m for m in family.models if data_spec.kind in m.data_kinds]
+        chosen = [m for m in family.models
+                  if data_spec.kind in m.data_kinds and (data_spec.labelled or not m.needs_labels)]
         if not chosen:
             raise EvalgenError(f"no model of plugin '{plugin}' supports {data_spec.kind.value} data "
                                f"(dataset '{dataset}')")
-    runs = [RunSpec(plugin, m.name, dataset, budget, seed, dict(config))
+    if importance_samples is not None and importance_samples < 1:
+        raise EvalgenError(f"--importance-samples must be at least 1, got {importance_samples}")
+    runs = [RunSpec(plugin, m.name, dataset, budget, seed, dict(config),
+                    importance_samples if m.likelihood.sample_count is not None else None)
             for m in chosen for seed in range(seeds)]
     if baseline and plugin != BASELINE_FAMILY and BASELINE_FAMILY in plugins.families:
         floor = next((m for m in plugins.families[BASELINE_FAMILY].models

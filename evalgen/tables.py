@@ -12,7 +12,7 @@ import pandas as pd
 from evalgen.records import atomic_write_bytes
 
 GROUP_COLUMNS = ["dataset", "budget", "plugin", "model"]
-NUMBERS = ("bits_per_dim", "nll_nats", "inception_score", "fid", "kid", "auroc", "train_seconds", "steps",
+NUMBERS = ("bits_per_dim", "nll_nats", "elbo_nats", "inception_score", "fid", "kid", "auroc", "train_seconds", "steps",
            "samples_per_second")
 
 
@@ -50,6 +50,7 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
         "likelihood": record["model"]["likelihood"],
         "nll_nats": nll.get("nats"),
         "bits_per_dim": nll.get("bits_per_dim"),
+        "elbo_nats": (nll.get("elbo") or {}).get("nats"),
         "parameters": record["model"]["parameters"],
         "train_seconds": training["seconds"],
         "steps": training["steps"],
@@ -112,6 +113,13 @@ def _nll_cell(row: pd.Series, column: str, not_available: str) -> str:
     return cell
 
 
+def _elbo_column(summary: pd.DataFrame) -> dict[str, list[str]]:
+    """-ELBO in nats (an upper bound on the NLL, like the IWAE bound's), when any row has one."""
+    cells = [_cell(m, s, n) for m, s, n in zip(summary["elbo_nats_mean"], summary["elbo_nats_std"],
+                                               summary["elbo_nats_n"])]
+    return {"-ELBO (nats) ↓": [f"≤ {c}" if c else "" for c in cells]} if any(cells) else {}
+
+
 def _labelled(summary: pd.DataFrame, column: str, title: str, label: str,
               digits: int = 3) -> dict[str, list[str]]:
     """A column whose numbers carry a label (extractor, score): in the header when every row
@@ -135,6 +143,7 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
         "test NLL (bits/dim) ↓": summary.apply(_nll_cell, axis=1, args=("bits_per_dim", "n/a")),
         "test NLL (nats) ↓": summary.apply(_nll_cell, axis=1, args=("nll_nats", "n/a")),
         "likelihood": summary["likelihood"],
+        **_elbo_column(summary),
         **_labelled(summary, "inception_score", "IS ↑", "extractor"),
         **_labelled(summary, "fid", "FID ↓", "extractor"),
         **_labelled(summary, "kid", "KID ↓", "extractor", digits=4),

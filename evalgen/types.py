@@ -44,12 +44,24 @@ class Likelihood:
 
     kind: LikelihoodKind = LikelihoodKind.EXACT
     estimator: str = "exact"
+    #: For an importance-sampled bound or estimate whose sample count the harness sets (the
+    #: budget's ``importance_samples``), the name of that count in the label, e.g. "K" for IWAE;
+    #: None when the estimator has no such setting or it is already part of ``estimator``.
+    sample_count: str | None = None
 
     @property
     def label(self) -> str:
         if self.kind in (LikelihoodKind.EXACT, LikelihoodKind.NONE):
             return self.kind.value
         return f"{self.kind.value} ({self.estimator})"
+
+    def with_samples(self, num_samples: int) -> Likelihood:
+        """The likelihood as evaluated with ``num_samples`` importance samples: the count joins
+        the estimator, ``("lower bound", "IWAE", "K")`` -> ``("lower bound", "IWAE, K=100")``.
+        Unchanged when the estimator takes no sample count."""
+        if self.sample_count is None:
+            return self
+        return Likelihood(self.kind, f"{self.estimator}, {self.sample_count}={int(num_samples)}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,8 @@ class ModelSpec:
         reference: the paper the variant follows.
         outlier_score: what the family's ``evalgen_outlier_score`` returns, for the tables
             (e.g. "critic output"); None if the family relies on the default -log p(x) / D.
+        needs_labels: the variant trains on class labels (a conditional model); it is left out
+            of runs on datasets without labels.
     """
 
     name: str
@@ -76,6 +90,7 @@ class ModelSpec:
     dequantize: bool = False
     reference: str = ""
     outlier_score: str | None = None
+    needs_labels: bool = False
 
     def representation_for(self, kind: DataKind) -> Representation:
         if kind is DataKind.CONTINUOUS:
@@ -113,6 +128,7 @@ class DatasetInfo:
         num_classes: number of class labels, or None when the dataset has no labels.
         representation: how the values reach this model (see `Representation`).
         num_train: number of training examples.
+        label_counts: training examples per class label (index = label), or None without labels.
     """
 
     name: str
@@ -122,6 +138,7 @@ class DatasetInfo:
     num_classes: int | None
     representation: Representation
     num_train: int = 0
+    label_counts: tuple[int, ...] | None = None
 
     @property
     def num_dims(self) -> int:

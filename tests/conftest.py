@@ -35,6 +35,44 @@ def data_copy(tmp_path_factory) -> Path:
     return target
 
 
+def _load(name: str, data_dir: Path):
+    from evalgen.datasets.base import LoadContext
+    from evalgen.plugins import load_plugins
+
+    return load_plugins().datasets.get(name).load(LoadContext(data_dir, allow_download=False))
+
+
+@pytest.fixture(scope="session")
+def evalgen_cache(tmp_path_factory) -> Path:
+    """The evalgen cache the autouse fixture gives every test (session fixtures run before it)."""
+    return tmp_path_factory.getbasetemp() / "cache" / "evalgen"
+
+
+@pytest.fixture(scope="session")
+def mnist(data_copy):
+    return _load("mnist", data_copy)
+
+
+@pytest.fixture(scope="session")
+def fashion(data_copy):
+    return _load("fashion-mnist", data_copy)
+
+
+@pytest.fixture(scope="session")
+def mnist_weights(evalgen_cache, mnist):
+    """The MNIST domain classifier, trained once per session into the tests' cache."""
+    from evalgen.metrics.extractors import ensure_extractor
+
+    return ensure_extractor("mnist-classifier", dataset=mnist, cache_dir=evalgen_cache)
+
+
+@pytest.fixture(scope="session")
+def fashion_weights(evalgen_cache, fashion):
+    from evalgen.metrics.extractors import ensure_extractor
+
+    return ensure_extractor("fashion-mnist-classifier", dataset=fashion, cache_dir=evalgen_cache)
+
+
 @pytest.fixture
 def install_plugin(tmp_path, monkeypatch):
     """Install a fake distribution whose ``evalgen`` entry point is ``name = target``.

@@ -177,6 +177,15 @@ def test_labels():
         iwae_label(0)
 
 
+def test_harness_set_k_goes_into_the_label():
+    open_k = iwae_likelihood()
+    assert open_k.sample_count == "K" and open_k.label == "lower bound (IWAE)"
+    assert open_k.with_samples(100) == Likelihood(LikelihoodKind.LOWER_BOUND, "IWAE, K=100")
+    assert open_k.with_samples(100).label == "lower bound (IWAE, K=100)"
+    assert iwae_likelihood(50).with_samples(100) == iwae_likelihood(50)  # a K the plugin fixed stays
+    assert Likelihood().with_samples(100) == Likelihood()  # exact: nothing to fill in
+
+
 # --- log_mean_exp ------------------------------------------------------------------------------
 
 

@@ -17,23 +17,6 @@ from evalgen.metrics.extractors import (
 )
 
 
-def _cache_root(tmp_path_factory):
-    """The evalgen cache the autouse fixture gives every test (session fixtures run before it)."""
-    return tmp_path_factory.getbasetemp() / "cache" / "evalgen"
-
-
-@pytest.fixture(scope="session")
-def mnist_weights(tmp_path_factory, data_copy):
-    return ensure_extractor("mnist-classifier", cache_dir=_cache_root(tmp_path_factory),
-                            load_context=LoadContext(data_copy, allow_download=False))
-
-
-@pytest.fixture(scope="session")
-def fashion_weights(tmp_path_factory, data_copy):
-    return ensure_extractor("fashion-mnist-classifier", cache_dir=_cache_root(tmp_path_factory),
-                            load_context=LoadContext(data_copy, allow_download=False))
-
-
 def test_to_uint8_spreads_levels_over_0_255():
     assert to_uint8(torch.tensor([0.0, 8.0, 16.0]), 17).tolist() == [0, 128, 255]  # 127.5: half to even
     assert to_uint8(torch.tensor([0.0, 1.0]), 2).tolist() == [0, 255]

@@ -28,23 +28,6 @@ def _context(data_copy):
     return LoadContext(data_copy, allow_download=False)
 
 
-@pytest.fixture(scope="session")
-def mnist(data_copy):
-    return load_plugins().datasets.get("mnist").load(_context(data_copy))
-
-
-@pytest.fixture(scope="session")
-def fashion(data_copy):
-    return load_plugins().datasets.get("fashion-mnist").load(_context(data_copy))
-
-
-@pytest.fixture(scope="session")
-def mnist_weights(tmp_path_factory, mnist):
-    """Trained once per session into the cache every test sees as `user_cache_dir()`."""
-    return ensure_extractor("mnist-classifier", dataset=mnist,
-                            cache_dir=tmp_path_factory.getbasetemp() / "cache" / "evalgen")
-
-
 def _independent_uint8(x: torch.Tensor, levels: int) -> torch.Tensor:
     return torch.from_numpy(np.rint(x.numpy().astype(np.float64) * 255 / (levels - 1)).astype(np.uint8))
 

@@ -68,7 +68,13 @@ class Dataset:
             num_classes=self.num_classes,
             representation=representation,
             num_train=len(self.train),
+            label_counts=self._label_counts(),
         )
+
+    def _label_counts(self) -> tuple[int, ...] | None:
+        if self.train.y is None or not self.num_classes:
+            return None
+        return tuple(int(c) for c in torch.bincount(self.train.y.long(), minlength=self.num_classes))
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,8 @@ class DatasetSpec:
         load: builds the `Dataset`; raises `DataUnavailableError` with the fix when files are
             missing and cannot be downloaded.
         needs_files: True if the data comes from files under the data directory.
+        labelled: the loaded dataset has class labels (models that need labels are only picked
+            for labelled datasets).
     """
 
     name: str
@@ -97,6 +105,7 @@ class DatasetSpec:
     summary: str
     load: Callable[[LoadContext], Dataset]
     needs_files: bool = False
+    labelled: bool = False
 
 
 def tensor_checksum(*tensors: torch.Tensor | None, salt: str = "") -> str:

@@ -69,4 +69,4 @@ def load_digits(ctx: LoadContext | None = None) -> Dataset:
 def dataset_specs() -> list[DatasetSpec]:
     return [DatasetSpec("digits", DataKind.DISCRETE,
                         "scikit-learn 8x8 digits, 17 grey levels, 10 classes, 1797 images (70/10/20 split)",
-                        load_digits)]
+                        load_digits, labelled=True)]

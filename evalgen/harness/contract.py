@@ -10,7 +10,7 @@ from torch import nn
 
 from evalgen.errors import EvalgenError, PluginContractError
 from evalgen.plugins import FamilyHooks
-from evalgen.types import Batch, DatasetInfo, ModelSpec, Representation, TrainState
+from evalgen.types import Batch, DatasetInfo, Likelihood, ModelSpec, Representation, TrainState
 
 SAMPLE_RANGE_TOLERANCE = 1e-4
 
@@ -22,10 +22,18 @@ class PluginFailedError(EvalgenError):
 class BoundModel:
     """One family's hooks bound to one model variant; every call is checked."""
 
-    def __init__(self, hooks: FamilyHooks, spec: ModelSpec) -> None:
+    def __init__(self, hooks: FamilyHooks, spec: ModelSpec, importance_samples: int = 1,
+                 valid_importance_samples: int = 1) -> None:
         self.hooks = hooks
         self.spec = spec
         self.where = f"plugin '{hooks.family.name}' model '{spec.name}'"
+        self.importance_samples = int(importance_samples)
+        self.valid_importance_samples = int(valid_importance_samples)
+
+    @property
+    def likelihood(self) -> Likelihood:
+        """The model's likelihood as the test set is scored: sample counts filled in."""
+        return self.spec.likelihood.with_samples(self.importance_samples)
 
     def _call(self, hook: str, **kwargs: Any) -> Any:
         try:
@@ -68,8 +76,8 @@ class BoundModel:
             )
         return float(next(iter(losses.values())))
 
-    def log_prob(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        out = self._call("log_prob", model=model, x=x)
+    def log_prob(self, model: nn.Module, x: torch.Tensor, num_importance_samples: int) -> torch.Tensor:
+        out = self._call("log_prob", model=model, x=x, num_importance_samples=int(num_importance_samples))
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (x.shape[0],):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise PluginContractError(

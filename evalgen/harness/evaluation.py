@@ -17,7 +17,8 @@ from evalgen.harness.training import EVAL_BATCH_SIZE
 from evalgen.metrics.outliers import outlier_score_default
 from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.registry import Registry
-from evalgen.types import DatasetInfo, LikelihoodKind
+from evalgen.metrics.bounds import IWAE_ESTIMATOR
+from evalgen.types import DatasetInfo, Likelihood, LikelihoodKind
 
 SAMPLE_BATCH_SIZE = 1_000
 #: Offset between the training stream and the sampling stream of the same seed.
@@ -25,13 +26,29 @@ SAMPLE_SEED_OFFSET = 1_000_003
 DEFAULT_OUTLIER_SCORE = "-log p(x) / D"
 
 
+def default_score_label(likelihood: Likelihood) -> str:
+    """"-log p(x) / D", naming the bound or estimate that stands in for log p(x) when there is one."""
+    if likelihood.kind is LikelihoodKind.EXACT:
+        return DEFAULT_OUTLIER_SCORE
+    return f"{DEFAULT_OUTLIER_SCORE} ({likelihood.kind.value}: {likelihood.estimator})"
+
+
 @torch.no_grad()
-def test_log_prob(bound: BoundModel, model: nn.Module, data: ModelData) -> torch.Tensor:
-    """(N_test,) log_prob of the test set, computed in batches."""
+def test_log_prob(bound: BoundModel, model: nn.Module, data: ModelData,
+                  num_importance_samples: int | None = None) -> torch.Tensor:
+    """(N_test,) log_prob of the test set, computed in batches, with the test-set sample count
+    (``bound.importance_samples``) unless another is given."""
     model.eval()
-    chunks = [bound.log_prob(model, data.test_x[i:i + EVAL_BATCH_SIZE]).detach().double().cpu()
+    k = bound.importance_samples if num_importance_samples is None else num_importance_samples
+    chunks = [bound.log_prob(model, data.test_x[i:i + EVAL_BATCH_SIZE], k).detach().double().cpu()
               for i in range(0, data.test_x.shape[0], EVAL_BATCH_SIZE)]
     return torch.cat(chunks)
+
+
+def reports_elbo(bound: BoundModel) -> bool:
+    """IWAE bounds with a harness-set K: K = 1 is the ELBO, reported beside the bound."""
+    likelihood = bound.spec.likelihood
+    return likelihood.estimator == IWAE_ESTIMATOR and likelihood.sample_count is not None
 
 
 @torch.no_grad()
@@ -56,7 +73,7 @@ def outlier_scorer(bound: BoundModel, model: nn.Module, info: DatasetInfo,
                    device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str]:
     """A function from stored values to outlier scores, and its label; (None, reason) if none."""
     has_likelihood = bound.spec.likelihood.kind is not LikelihoodKind.NONE
-    label = bound.spec.outlier_score or DEFAULT_OUTLIER_SCORE
+    label = bound.spec.outlier_score or default_score_label(bound.likelihood)
     if bound.spec.outlier_score is None and not has_likelihood:
         return None, "no likelihood and no outlier score"
 
@@ -69,7 +86,7 @@ def outlier_scorer(bound: BoundModel, model: nn.Module, info: DatasetInfo,
             x = to_representation(chunk.to(device), info.representation, info.levels, noise)
             s = bound.outlier_score(model, x) if bound.spec.outlier_score else None
             if s is None:
-                s = outlier_score_default(bound.log_prob(model, x), info.num_dims)
+                s = outlier_score_default(bound.log_prob(model, x, bound.importance_samples), info.num_dims)
             out.append(s.double().cpu())
         return torch.cat(out)
 
@@ -90,6 +107,7 @@ def evaluate(bound: BoundModel, model: nn.Module, data: ModelData, dataset: Data
     }}
     scorer, score_label = outlier_scorer(bound, model, info, device)
     log_p = test_log_prob(bound, model, data) if has_likelihood else None
+    elbo = test_log_prob(bound, model, data, 1) if has_likelihood and reports_elbo(bound) else None
     if scorer is None:
         test_scores = None
     elif bound.spec.outlier_score is None:  # the default score: reuse the test log p
@@ -97,8 +115,8 @@ def evaluate(bound: BoundModel, model: nn.Module, data: ModelData, dataset: Data
     else:
         test_scores = scorer(dataset.test.x)
     inputs = MetricInputs(
-        dataset=dataset, info=info, likelihood=bound.spec.likelihood, samples=samples,
-        test_log_prob=log_p, outlier_score=scorer, test_outlier_scores=test_scores,
+        dataset=dataset, info=info, likelihood=bound.likelihood, samples=samples,
+        test_log_prob=log_p, test_elbo=elbo, outlier_score=scorer, test_outlier_scores=test_scores,
         outlier_score_label=score_label, load_dataset=load_dataset,
         budget=budget, seed=seed, device=device,
     )

@@ -87,9 +87,14 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[dict[str, Any], torch.Tenso
         kinds = ", ".join(sorted(k.value for k in model_spec.data_kinds))
         raise EvalgenError(f"{spec.plugin}:{spec.model} supports {kinds} data, "
                            f"but dataset '{spec.dataset}' is {dataset.kind.value}")
+    if model_spec.needs_labels and not dataset.num_classes:
+        raise EvalgenError(f"{spec.plugin}:{spec.model} trains on class labels, "
+                           f"but dataset '{spec.dataset}' has none")
     representation = model_spec.representation_for(dataset.kind)
     info = dataset.info(representation)
-    bound = BoundModel(plugins.hooks(spec.plugin), model_spec)
+    test_k = budget.importance_samples if spec.importance_samples is None else spec.importance_samples
+    bound = BoundModel(plugins.hooks(spec.plugin), model_spec, importance_samples=test_k,
+                       valid_importance_samples=min(budget.valid_importance_samples, test_k))
 
     seed_everything(spec.seed)
     model = bound.build(info, spec.config).to(ctx.device)
@@ -113,7 +118,8 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[dict[str, Any], torch.Tenso
             "family_summary": family.summary,
             "summary": model_spec.summary,
             "reference": model_spec.reference,
-            "likelihood": model_spec.likelihood.label,
+            "likelihood": bound.likelihood.label,
+            "importance_samples": _importance_samples(bound),
             "representation": representation.value,
             "parameters": sum(p.numel() for p in model.parameters()),
             "plugin_version": plugins.plugin_version(spec.plugin),
@@ -128,6 +134,12 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[dict[str, Any], torch.Tenso
     save_checkpoint(checkpoint_path(ctx.out_dir, spec.key), model, spec.to_dict())
     write_record(ctx.out_dir, record)
     return record, samples
+
+
+def _importance_samples(bound: BoundModel) -> dict[str, int] | None:
+    if bound.spec.likelihood.sample_count is None:
+        return None
+    return {"test": bound.importance_samples, "validation": bound.valid_importance_samples}
 
 
 @dataclass

@@ -10,7 +10,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One (plugin, model, dataset, budget, seed) with the plugin options."""
+    """One (plugin, model, dataset, budget, seed) with the plugin options.
+
+    ``importance_samples`` overrides the budget's test-set sample count for an importance-sampled
+    likelihood (IWAE's K); None keeps the budget's.
+    """
 
     plugin: str
     model: str
@@ -18,6 +22,7 @@ class RunSpec:
     budget: str
     seed: int
     config: dict[str, Any] = field(default_factory=dict, hash=False)
+    importance_samples: int | None = None
 
     @property
     def key(self) -> str:
@@ -26,6 +31,8 @@ class RunSpec:
         if self.config:
             blob = json.dumps(self.config, sort_keys=True).encode()
             key += "--cfg" + hashlib.sha256(blob).hexdigest()[:10]
+        if self.importance_samples is not None:
+            key += f"--K{self.importance_samples}"
         return key
 
     def to_dict(self) -> dict[str, Any]:

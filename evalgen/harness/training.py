@@ -39,7 +39,7 @@ def mean_nll(bound: BoundModel, model: nn.Module, x: torch.Tensor, data: ModelDa
     total = 0.0
     for start in range(0, x.shape[0], EVAL_BATCH_SIZE):
         chunk = x[start:start + EVAL_BATCH_SIZE]
-        log_p = bound.log_prob(model, chunk)
+        log_p = bound.log_prob(model, chunk, bound.valid_importance_samples)
         total += float(nll_nats(log_p, data.representation, chunk[0].numel(), data.levels).sum())
     model.train()
     return total / x.shape[0]

@@ -110,8 +110,19 @@ def iwae_label(num_samples: int) -> str:
     return f"IWAE, K={_check_positive_int(num_samples, 'num_samples (K)')}"
 
 
-def iwae_likelihood(num_samples: int) -> Likelihood:
-    """``Likelihood(LikelihoodKind.LOWER_BOUND, iwae_label(K))``, for a ``ModelSpec``."""
+IWAE_ESTIMATOR = "IWAE"
+
+
+def iwae_likelihood(num_samples: int | None = None) -> Likelihood:
+    """An IWAE lower bound, for a ``ModelSpec``.
+
+    Without ``num_samples`` (the usual case) the harness chooses K — the budget's
+    ``importance_samples`` or the run's override — passes it to ``evalgen_log_prob`` as
+    ``num_importance_samples`` and labels the result "lower bound (IWAE, K=...)". With
+    ``num_samples`` the plugin fixes K itself and the label says so.
+    """
+    if num_samples is None:
+        return Likelihood(LikelihoodKind.LOWER_BOUND, IWAE_ESTIMATOR, sample_count="K")
     return Likelihood(LikelihoodKind.LOWER_BOUND, iwae_label(num_samples))
 
 

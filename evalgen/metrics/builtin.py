@@ -11,7 +11,7 @@ from evalgen.errors import DataUnavailableError
 from evalgen.hookspecs import hookimpl
 from evalgen.metrics.nll import summarize_nll
 from evalgen.metrics.registry import MetricInputs, MetricSpec
-from evalgen.types import DataKind
+from evalgen.types import DataKind, Likelihood
 
 IMAGE_KINDS = frozenset({DataKind.BINARY, DataKind.DISCRETE})
 #: Seed of the synthetic outliers, the same for every model.
@@ -22,8 +22,14 @@ SYNTHETIC_OUTLIERS = 2_000
 
 def _test_nll(inputs: MetricInputs) -> dict[str, Any]:
     info = inputs.info
-    return summarize_nll(inputs.test_log_prob, info.representation, info.num_dims, info.levels,
-                         inputs.likelihood).to_dict()
+    result = summarize_nll(inputs.test_log_prob, info.representation, info.num_dims, info.levels,
+                           inputs.likelihood).to_dict()
+    if inputs.test_elbo is not None:
+        elbo = summarize_nll(inputs.test_elbo, info.representation, info.num_dims, info.levels,
+                             Likelihood(inputs.likelihood.kind, "ELBO"))
+        result["elbo"] = {"nats": elbo.nats, "nats_sem": elbo.nats_sem, "bits_per_dim": elbo.bits_per_dim,
+                          "estimator": "ELBO (IWAE, K=1): one sample per example"}
+    return result
 
 
 def _extractor_reason(inputs: MetricInputs) -> str | None:

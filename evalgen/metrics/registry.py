@@ -31,6 +31,8 @@ class MetricInputs:
         likelihood: what the model's log_prob is.
         samples: (N, *shape) the model's samples in stored values on the CPU, or None.
         test_log_prob: (N_test,) log_prob of the test set as the model sees it, or None.
+        test_elbo: (N_test,) the ELBO of the test set (the IWAE bound at K = 1) for models
+            whose likelihood is an IWAE bound, else None.
         outlier_score: stored values (N, *shape) -> (N,) scores (higher = more outlying), or None.
         test_outlier_scores: (N_test,) the outlier scores of the test set, or None.
         outlier_score_label: how the outlier score is computed, for the tables.
@@ -51,6 +53,7 @@ class MetricInputs:
     seed: int
     device: torch.device
     cache_dir: Path | None = None
+    test_elbo: torch.Tensor | None = None
 
     def available(self) -> set[str]:
         have = set()
