@@ -21,7 +21,7 @@ from evalgen.harness.evaluation import evaluate
 from evalgen.harness.spec import RunSpec
 from evalgen.harness.training import TrainOutcome, train
 from evalgen.plugins import Plugins
-from evalgen.provenance import provenance
+from evalgen.provenance import git_commit, provenance
 from evalgen.records import SCHEMA, ensure_writable, find_record, write_record
 from evalgen.types import TrainState
 
@@ -155,6 +155,7 @@ def run_sweep(specs: Iterable[RunSpec], ctx: RunContext,
     A failing spec is reported and skipped; the others still run.
     """
     ensure_writable(ctx.out_dir)
+    git_commit()  # read now, while it still names the code this process loaded (it is cached)
     result = SweepResult()
     for spec in specs:
         existing = None if ctx.rerun else find_record(ctx.out_dir, spec.key)
@@ -185,4 +186,5 @@ def _one_line(record: dict[str, Any]) -> str:
     if nll is None:
         return f"{head}: {steps}"
     value = f"{nll['bits_per_dim']:.4f} bits/dim" if nll["bits_per_dim"] is not None else f"{nll['nats']:.4f} nats"
-    return f"{head}: test NLL {value} ({nll['kind']}), {steps}"
+    kind = nll["kind"] if nll["kind"] == "exact" else f"{nll['kind']}: {nll['estimator']}"
+    return f"{head}: test NLL {value} ({kind}), {steps}"
