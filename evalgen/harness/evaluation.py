@@ -14,10 +14,10 @@ from evalgen.datasets.base import Dataset
 from evalgen.harness.contract import BoundModel
 from evalgen.harness.data import EVAL_NOISE_SEED, ModelData, to_representation, to_stored_values
 from evalgen.harness.training import EVAL_BATCH_SIZE
+from evalgen.metrics.bounds import IWAE_ESTIMATOR
 from evalgen.metrics.outliers import outlier_score_default
 from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.registry import Registry
-from evalgen.metrics.bounds import IWAE_ESTIMATOR
 from evalgen.types import DatasetInfo, Likelihood, LikelihoodKind
 
 SAMPLE_BATCH_SIZE = 1_000

@@ -44,6 +44,8 @@ class VAE(nn.Module):
         label_counts: for the conditional VAE, the training-label counts (its p(y)); None for
             an unconditional VAE.
         classifier: for the conditional VAE, images in [-1, 1] -> label logits (q(y|x)).
+        kl_weight: beta, the weight of the KL term in the ELBO objective (``train_samples=1``);
+            1 is the ELBO itself. It shapes training only: ``log_prob`` is always the IWAE bound.
     """
 
     def __init__(self, shape: tuple[int, ...], levels: int, encoder: nn.Module, decoder: nn.Module, pixel,
