@@ -77,7 +77,7 @@ def test_cvae_conditional_samples_have_the_requested_class_on_digits(digits, eva
 
 @pytest.mark.long
 def test_cvae_conditional_samples_have_the_requested_class_on_mnist(mnist, mnist_weights):
-    steps = int(os.environ.get("EVALGEN_CVAE_STEPS", "6000"))
+    steps = int(os.environ.get("EVALGEN_CVAE_STEPS", "10000"))
     seed = int(os.environ.get("EVALGEN_CVAE_SEED", "0"))
     model = _train("cvae", mnist, steps=steps, seed=seed)
     accuracy, per_class = _conditional_accuracy(model, mnist, mnist_weights)
