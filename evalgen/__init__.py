@@ -4,7 +4,7 @@ This module is the public API for plugin authors; everything else is internal.
 """
 
 from evalgen.budgets import Budget
-from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, Split
+from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, ModeSet, Split
 from evalgen.errors import DataUnavailableError, EvalgenError, PluginContractError
 from evalgen.hookspecs import hookimpl
 from evalgen.metrics.bounds import importance_weighted_bound, iwae_likelihood, log_mean_exp
@@ -38,6 +38,7 @@ __all__ = [
     "LoadContext",
     "MetricInputs",
     "MetricSpec",
+    "ModeSet",
     "ModelSpec",
     "PluginContractError",
     "Representation",

@@ -12,8 +12,10 @@ import pandas as pd
 from evalgen.records import atomic_write_bytes
 
 GROUP_COLUMNS = ["dataset", "budget", "plugin", "model"]
-NUMBERS = ("bits_per_dim", "nll_nats", "elbo_nats", "inception_score", "fid", "kid", "auroc", "train_seconds", "steps",
-           "samples_per_second")
+NUMBERS = ("bits_per_dim", "nll_nats", "elbo_nats", "inception_score", "fid", "kid", "auroc", "modes_covered",
+           "num_modes", "high_quality", "mode_kl", "train_seconds", "steps", "samples_per_second")
+#: What the NLL cells of models without a likelihood say.
+NOT_AVAILABLE = "n/a (implicit model)"
 
 
 def _sample_quality(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -36,6 +38,11 @@ def _outliers(metrics: dict[str, Any]) -> dict[str, Any]:
     return {"auroc": result.get("auroc"), "auroc_label": label}
 
 
+def _mode_coverage(metrics: dict[str, Any]) -> dict[str, Any]:
+    found = metrics.get("mode_coverage") or {}
+    return {key: found.get(key) for key in ("modes_covered", "num_modes", "high_quality", "mode_kl")}
+
+
 def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     spec, training, metrics = record["spec"], record["training"], record.get("metrics", {})
     nll = metrics.get("test_nll") or {}
@@ -43,6 +50,7 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
     return {
         **_sample_quality(metrics),
         **_outliers(metrics),
+        **_mode_coverage(metrics),
         **{c: spec[c] for c in GROUP_COLUMNS},
         "seed": spec["seed"],
         "status": record["status"],
@@ -80,7 +88,7 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
         row["likelihood"] = group["likelihood"].iloc[0]
         row["seeds"] = len(group)
         diverged = group[group["status"] == "diverged"]
-        row["diverged"] = ", ".join(f"seed {s}@step {d}" for s, d in
+        row["diverged"] = ", ".join(f"seed {s}@step {int(d)}" for s, d in
                                     zip(diverged["seed"], diverged["diverged_at_step"])) or ""
         for label in ("extractor", "auroc_label"):
             row[label] = group[label].dropna().iloc[0] if group[label].notna().any() else None
@@ -134,20 +142,45 @@ def _labelled(summary: pd.DataFrame, column: str, title: str, label: str,
     return {title: [f"{c} [{lab}]" if c else "" for c, lab in zip(cells, summary[label])]}
 
 
+def _modes_cell(mean: float | None, std: float | None, n: int, num_modes: float | None) -> str:
+    """'8/8' for one seed, '7.7 ± 0.6 (n=3) /8' over several."""
+    if not _cell(mean, std, n):
+        return ""
+    if n > 1:
+        return f"{_cell(mean, std, n, 1)} /{num_modes:.0f}"
+    return f"{mean:.0f}/{num_modes:.0f}"
+
+
+def _mode_columns(summary: pd.DataFrame) -> dict[str, list[str]]:
+    """Modes covered (of how many), high-quality % and mode KL; each only when some row has it."""
+    def cells(column: str, scale: float = 1.0, digits: int = 3) -> list[str]:
+        return [_cell(m if m is None else m * scale, s if s is None else s * scale, n, digits)
+                for m, s, n in zip(summary[f"{column}_mean"], summary[f"{column}_std"], summary[f"{column}_n"])]
+
+    columns = {
+        "modes ↑": [_modes_cell(*args) for args in zip(summary["modes_covered_mean"], summary["modes_covered_std"],
+                                                       summary["modes_covered_n"], summary["num_modes_mean"])],
+        "HQ % ↑": cells("high_quality", 100.0, 1),
+        "mode KL ↓": cells("mode_kl"),
+    }
+    return {title: column for title, column in columns.items() if any(column)}
+
+
 def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """Human-readable table: one column per number, values as 'mean ± std (n)'."""
     shown = pd.DataFrame({
         "dataset": summary["dataset"],
         "budget": summary["budget"],
         "model": summary["plugin"] + ":" + summary["model"],
-        "test NLL (bits/dim) ↓": summary.apply(_nll_cell, axis=1, args=("bits_per_dim", "n/a")),
-        "test NLL (nats) ↓": summary.apply(_nll_cell, axis=1, args=("nll_nats", "n/a")),
+        "test NLL (bits/dim) ↓": summary.apply(_nll_cell, axis=1, args=("bits_per_dim", NOT_AVAILABLE)),
+        "test NLL (nats) ↓": summary.apply(_nll_cell, axis=1, args=("nll_nats", NOT_AVAILABLE)),
         "likelihood": summary["likelihood"],
         **_elbo_column(summary),
         **_labelled(summary, "inception_score", "IS ↑", "extractor"),
         **_labelled(summary, "fid", "FID ↓", "extractor"),
         **_labelled(summary, "kid", "KID ↓", "extractor", digits=4),
         **_labelled(summary, "auroc", "AUROC ↑", "auroc_label"),
+        **_mode_columns(summary),
         "params": summary["parameters"],
         "train s": [_cell(m, s, n, 1) for m, s, n in zip(summary["train_seconds_mean"],
                                                          summary["train_seconds_std"],
@@ -159,7 +192,7 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
     })
     if not shown["diverged"].astype(bool).any():
         shown = shown.drop(columns="diverged")
-    if not shown["test NLL (bits/dim) ↓"].astype(bool).any():
+    if not (summary["bits_per_dim_n"] > 0).any():  # continuous data, or implicit models only
         shown = shown.drop(columns="test NLL (bits/dim) ↓")
     return shown
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from evalgen.types import DataKind, DatasetInfo, Representation
@@ -24,6 +25,37 @@ class Split:
         return int(self.x.shape[0])
 
 
+@dataclass(frozen=True, eq=False)
+class ModeSet:
+    """The mixture components for mode-coverage metrics: isotropic Gaussians with a common std.
+
+    Attributes:
+        centers: float64 (K, D) the component means.
+        std: the common standard deviation (> 0).
+        weights: float64 (K,) the mixing weights (positive, summing to 1); default uniform.
+
+    The arrays are copied and made read-only; equality is identity (arrays have no truth value).
+    """
+
+    centers: np.ndarray
+    std: float
+    weights: np.ndarray = field(default=None)
+
+    def __post_init__(self) -> None:
+        centers = np.array(self.centers, dtype=np.float64)
+        k = len(centers)
+        weights = np.full(k, 1.0 / k) if self.weights is None else np.array(self.weights, dtype=np.float64)
+        if centers.ndim != 2 or k == 0 or weights.shape != (k,):
+            raise ValueError(f"centers must be (K, D) and weights (K,), got {centers.shape} and {weights.shape}")
+        if not (self.std > 0 and np.all(weights > 0) and abs(weights.sum() - 1) < 1e-9):
+            raise ValueError(f"need std > 0 and positive weights summing to 1, got std={self.std}, weights={weights}")
+        centers.setflags(write=False)
+        weights.setflags(write=False)
+        object.__setattr__(self, "centers", centers)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "std", float(self.std))
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A loaded dataset with fixed train / validation / test splits.
@@ -37,6 +69,8 @@ class Dataset:
             -> log p(x) in nats (N,). None otherwise.
         source: one line saying where the data comes from.
         feature_extractor: name of the default feature extractor for sample-quality metrics.
+        modes: the mixture components for mode-coverage metrics (synthetic Gaussian mixtures),
+            else None.
     """
 
     name: str
@@ -50,6 +84,7 @@ class Dataset:
     source: str = ""
     true_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
     feature_extractor: str | None = None
+    modes: ModeSet | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

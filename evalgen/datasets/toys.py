@@ -5,7 +5,8 @@ drawn with ``numpy.random.default_rng([TOY_SEED, crc32(name), split])`` (split =
 1 valid, 2 test), stored as float32. ``true_log_prob`` maps x (N, 2) to log p(x) in nats (N,),
 computed in float64 (returned as float64 on x's device).
 
-The shapes (module constants, also on the density objects for mode-coverage metrics):
+The shapes (module constants, also on the density objects; the two Gaussian mixtures also set
+``Dataset.modes`` for mode-coverage metrics):
 
 * ``eight-gaussians``: equal mixture of 8 isotropic Gaussians, std `EIGHT_GAUSSIANS_STD`, centred
   at angles k*pi/4 on a circle of radius `EIGHT_GAUSSIANS_RADIUS` (`EIGHT_GAUSSIANS_CENTERS`).
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, Split, tensor_checksum
+from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, ModeSet, Split, tensor_checksum
 from evalgen.types import DataKind
 
 TOY_SEED = 5_170_321
@@ -240,7 +241,15 @@ def load_toy(name: str, ctx: LoadContext | None = None) -> Dataset:
         source=f"synthetic 2-D toy density, evalgen.datasets.toys ({toy.params})",
         true_log_prob=toy.density.log_prob,
         feature_extractor=None,
+        modes=_mode_set(toy.density),
     )
+
+
+def _mode_set(density: GaussianMixture2D | Checkerboard | Rings | TwoMoons) -> ModeSet | None:
+    """The components of a Gaussian mixture, for mode coverage; None for the other shapes."""
+    if isinstance(density, GaussianMixture2D):
+        return ModeSet(density.centers, density.std, density.weights)
+    return None
 
 
 def dataset_specs() -> list[DatasetSpec]:

@@ -44,6 +44,20 @@ def _sample_quality(inputs: MetricInputs) -> dict[str, Any]:
     return sample_quality(inputs.samples, inputs.dataset, device=inputs.device).to_dict()
 
 
+def _mode_coverage_reason(inputs: MetricInputs) -> str | None:
+    if inputs.dataset.modes is not None:
+        return None  # decided without importing the classifier side
+    from evalgen.metrics.modes import skip_reason
+
+    return skip_reason(inputs.dataset, inputs.cache_dir)
+
+
+def _mode_coverage(inputs: MetricInputs) -> dict[str, Any]:
+    from evalgen.metrics.modes import mode_coverage
+
+    return mode_coverage(inputs.samples, inputs.dataset, cache_dir=inputs.cache_dir)
+
+
 def _detection(score: Callable[[torch.Tensor], torch.Tensor], in_scores: torch.Tensor,
                outliers: torch.Tensor) -> dict[str, Any]:
     from evalgen.metrics.outliers import detection_metrics
@@ -87,6 +101,10 @@ BUILTIN_METRICS = (
                needs=frozenset({"outlier_score", "images"}), data_kinds=IMAGE_KINDS,
                higher_is_better={"auroc": True, "aupr": True, "fpr_at_95_tpr": False},
                compute=_outliers),
+    MetricSpec("mode_coverage", "modes covered, high-quality fraction and KL to the mode weights (mode collapse)",
+               needs=frozenset({"samples"}), data_kinds=frozenset(DataKind),
+               higher_is_better={"modes_covered": True, "high_quality": True, "mode_kl": False},
+               compute=_mode_coverage, applies=_mode_coverage_reason),
 )
 
 
