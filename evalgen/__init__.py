@@ -5,7 +5,7 @@ This module is the public API for plugin authors; everything else is internal.
 
 from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, ModeSet, Split
-from evalgen.errors import DataUnavailableError, EvalgenError, PluginContractError
+from evalgen.errors import DataUnavailableError, EvalgenError, PluginContractError, TrainingDiverged
 from evalgen.hookspecs import hookimpl
 from evalgen.metrics.bounds import importance_weighted_bound, iwae_likelihood, log_mean_exp
 from evalgen.metrics.registry import MetricInputs, MetricSpec
@@ -44,6 +44,7 @@ __all__ = [
     "Representation",
     "Split",
     "TrainState",
+    "TrainingDiverged",
     "__version__",
     "hookimpl",
     "importance_weighted_bound",

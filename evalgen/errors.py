@@ -21,6 +21,17 @@ class DataUnavailableError(EvalgenError):
     """A dataset's files are missing and cannot be downloaded."""
 
 
+class TrainingDiverged(EvalgenError):
+    """Raised by a plugin's ``evalgen_train_step`` when training has failed beyond repair (e.g.
+    a discriminator that has won completely for a sustained period).
+
+    The harness ends the run with status ``diverged``, records the message and the step, writes
+    the record and goes on with the sweep; it is not a failure of the command. The message says
+    what was seen, e.g. "discriminator separated real from generated examples in every batch of
+    the last 2000 steps".
+    """
+
+
 def unknown_name(what: str, name: str, known: Iterable[str]) -> EvalgenError:
     """Build an "unknown X 'name'" error with a "did you mean" hint when one is close."""
     known = sorted(known)

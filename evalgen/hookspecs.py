@@ -139,8 +139,14 @@ def evalgen_train_step(model: nn.Module, batch: Batch, state: TrainState) -> Map
     :param batch: ``batch.x`` float32 (B, *shape) in the model's representation;
         ``batch.y`` int64 (B,) class labels or None.
     :param state: step counter, optimizers, a seeded generator and per-run scratch space.
-    :return: a dict of scalar losses (floats or 0-dim tensors) for logging. The first entry is
-        the one checked for divergence: a NaN/inf there stops the run as "diverged at step N".
+    :return: a dict of scalars (floats or 0-dim tensors): the losses, and anything else worth a
+        trace, such as gradient norms (by convention named ``grad_norm/<network>``). The harness
+        keeps each one's mean per validation interval in the run record (``training.losses``);
+        the first entry is shown in the progress bar. A NaN or inf in any entry ends the run
+        as "diverged at step N", with the entry named; the sweep goes on.
+    :raises evalgen.TrainingDiverged: when the plugin sees that training has failed beyond
+        repair (e.g. a discriminator that has won completely for a sustained period); the run
+        ends as diverged with the exception's message and the step.
     """
 
 

@@ -66,15 +66,23 @@ class BoundModel:
             )
         return dict(found)
 
-    def train_step(self, model: nn.Module, batch: Batch, state: TrainState) -> float:
-        """Runs one step; returns the first loss as a float (may be NaN: the caller decides)."""
+    def train_step(self, model: nn.Module, batch: Batch, state: TrainState) -> dict[str, float]:
+        """Runs one step; returns every reported scalar as a float (NaN passes: the caller decides).
+
+        `TrainingDiverged` raised by the plugin passes through to the training loop."""
         losses = self._call("train_step", model=model, batch=batch, state=state)
         if not isinstance(losses, Mapping) or not losses:
             raise PluginContractError(
                 f"{self.where}: evalgen_train_step should return a non-empty dict of scalar losses, "
                 f"got {type(losses).__name__}"
             )
-        return float(next(iter(losses.values())))
+        try:
+            return {str(name): float(value) for name, value in losses.items()}
+        except (TypeError, ValueError, RuntimeError):
+            raise PluginContractError(
+                f"{self.where}: evalgen_train_step should return scalars (floats or 0-dim tensors), "
+                f"got {', '.join(f'{k}: {type(v).__name__}' for k, v in losses.items())}"
+            ) from None
 
     def log_prob(self, model: nn.Module, x: torch.Tensor, num_importance_samples: int) -> torch.Tensor:
         out = self._call("log_prob", model=model, x=x, num_importance_samples=int(num_importance_samples))

@@ -18,6 +18,7 @@ from evalgen.harness.checkpoints import checkpoint_path, save_checkpoint
 from evalgen.harness.contract import BoundModel
 from evalgen.harness.data import ModelData
 from evalgen.harness.evaluation import evaluate
+from evalgen.harness.grids import grid_path, save_sample_grid
 from evalgen.harness.spec import RunSpec
 from evalgen.harness.training import TrainOutcome, train
 from evalgen.plugins import Plugins
@@ -71,7 +72,9 @@ def _training_summary(outcome: TrainOutcome, budget_dict: dict[str, Any]) -> dic
         "best_step": outcome.best_step,
         "best_valid_nll_nats": outcome.best_valid_nll,
         "diverged_at_step": outcome.diverged_at_step,
+        "divergence": outcome.divergence,
         "history": outcome.history,
+        "losses": outcome.losses,
     }
 
 
@@ -129,11 +132,20 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[dict[str, Any], torch.Tenso
                     "sizes": [len(dataset.train), len(dataset.valid), len(dataset.test)]},
         "training": _training_summary(outcome, budget.to_dict()),
         "metrics": metrics,
+        "samples_grid": _save_grid(samples, dataset, ctx.out_dir, spec.key),
         "provenance": provenance(ctx.device),
     }
     save_checkpoint(checkpoint_path(ctx.out_dir, spec.key), model, spec.to_dict())
     write_record(ctx.out_dir, record)
     return record, samples
+
+
+def _save_grid(samples: torch.Tensor | None, dataset: Dataset, out_dir: Path, key: str) -> str | None:
+    """The sample grid of an image run, as a path relative to ``out_dir``; None otherwise."""
+    if samples is None or len(dataset.shape) != 3 or dataset.levels is None:
+        return None
+    path = save_sample_grid(samples, dataset.levels, grid_path(out_dir, key))
+    return str(path.relative_to(out_dir))
 
 
 def _importance_samples(bound: BoundModel) -> dict[str, int] | None:
@@ -177,14 +189,26 @@ def run_sweep(specs: Iterable[RunSpec], ctx: RunContext,
 
 
 def _one_line(record: dict[str, Any]) -> str:
-    spec, training = record["spec"], record["training"]
+    spec, training, metrics = record["spec"], record["training"], record["metrics"]
     head = f"done {spec['plugin']}:{spec['model']} on {spec['dataset']} seed {spec['seed']}"
-    steps = f"{training['steps']} steps in {training['seconds']:.1f}s ({training['stopped_by']})"
     if record["status"] == "diverged":
-        return f"{head}: diverged at step {training['diverged_at_step']}"
-    nll = record["metrics"].get("test_nll")
-    if nll is None:
-        return f"{head}: {steps}"
+        return f"{head}: diverged at step {training['diverged_at_step']}: {training['divergence']}"
+    parts = [_nll_text(metrics.get("test_nll"), record["model"]["likelihood"])]
+    quality = metrics.get("sample_quality") or {}
+    if "fid" in quality:
+        parts.append(f"FID {quality['fid']:.2f} ({quality['extractor']})")
+    modes = metrics.get("mode_coverage") or {}
+    if "modes_covered" in modes:
+        parts.append(f"{modes['modes_covered']}/{modes['num_modes']} modes")
+    parts.append(f"{training['steps']} steps in {training['seconds']:.1f}s ({training['stopped_by']})")
+    return f"{head}: " + ", ".join(parts)
+
+
+def _nll_text(nll: dict[str, Any] | None, likelihood: str) -> str:
+    if likelihood == "none":
+        return "test NLL n/a (implicit model)"
+    if not nll or "nats" not in nll:
+        return "test NLL not computed"
     value = f"{nll['bits_per_dim']:.4f} bits/dim" if nll["bits_per_dim"] is not None else f"{nll['nats']:.4f} nats"
     kind = nll["kind"] if nll["kind"] == "exact" else f"{nll['kind']}: {nll['estimator']}"
-    return f"{head}: test NLL {value} ({kind}), {steps}"
+    return f"test NLL {value} ({kind})"

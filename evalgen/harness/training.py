@@ -10,6 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from evalgen.budgets import Budget, TrainingClock
+from evalgen.errors import TrainingDiverged
 from evalgen.harness.contract import BoundModel
 from evalgen.harness.data import ModelData
 from evalgen.metrics.nll import nll_nats
@@ -20,16 +21,41 @@ EVAL_BATCH_SIZE = 512
 
 @dataclass
 class TrainOutcome:
-    """What training did. ``history`` rows: [step, train seconds, mean train loss, valid NLL]."""
+    """What training did.
+
+    ``history`` rows: [step, train seconds, mean of the first reported loss, valid NLL], one per
+    validation point (every ``eval_every`` steps and at the end). ``losses`` holds, per name the
+    train step reported (losses, gradient norms, ...), its mean over the steps since the previous
+    row, aligned with ``history`` (None where the name was not reported in that window).
+    """
 
     seconds: float = 0.0
     steps: int = 0
     examples: int = 0
     stopped_by: str = ""
     diverged_at_step: int | None = None
+    divergence: str | None = None
     best_step: int | None = None
     best_valid_nll: float | None = None
     history: list[list[float | None]] = field(default_factory=list)
+    losses: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def diverge(self, step: int, reason: str) -> None:
+        self.diverged_at_step, self.divergence, self.stopped_by = step, reason, "diverged"
+
+    def add_row(self, step: int, seconds: float, window: dict[str, list[float]], valid: float | None) -> None:
+        means = {name: sum(v) / len(v) for name, v in window.items() if v}
+        first = next(iter(means.values()), None)
+        self.history.append([step, seconds, first, valid])
+        for name in means.keys() - self.losses.keys():
+            self.losses[name] = [None] * (len(self.history) - 1)
+        for name, trace in self.losses.items():
+            trace.append(means.get(name))
+
+
+def _non_finite(losses: dict[str, float]) -> str | None:
+    bad = [f"'{name}' = {value}" for name, value in losses.items() if not math.isfinite(value)]
+    return f"non-finite training loss: {', '.join(bad)}" if bad else None
 
 
 @torch.no_grad()
@@ -72,31 +98,35 @@ def train(bound: BoundModel, model: nn.Module, data: ModelData, budget: Budget,
     clock = TrainingClock(budget)
     best = _Best()
     has_likelihood = bound.spec.likelihood.kind is not LikelihoodKind.NONE
-    losses: list[float] = []
+    window: dict[str, list[float]] = {}
     model.train()
     progress = tqdm(total=budget.max_steps, desc=label, unit="step", leave=False,
                     disable=None, mininterval=1.0)
     clock.start()
     for batch in data.batches(budget.batch_size, state.generator):
-        loss = bound.train_step(model, batch, state)
+        try:
+            losses = bound.train_step(model, batch, state)
+        except TrainingDiverged as exc:
+            outcome.diverge(state.step + 1, str(exc))
+            break
         state.step += 1
         clock.tick(batch.x.shape[0])
-        if not math.isfinite(loss):
-            outcome.diverged_at_step = state.step
-            outcome.stopped_by = "diverged"
+        if (reason := _non_finite(losses)) is not None:
+            outcome.diverge(state.step, reason)
             break
-        losses.append(loss)
+        for name, value in losses.items():
+            window.setdefault(name, []).append(value)
         limit = clock.exhausted()
         if state.step % budget.eval_every == 0 or limit:
             clock.pause()
             valid = mean_nll(bound, model, data.valid_x, data) if has_likelihood else None
-            outcome.history.append([state.step, clock.seconds, sum(losses) / len(losses), valid])
-            losses.clear()
+            outcome.add_row(state.step, clock.seconds, window, valid)
+            window = {}
             progress.update(state.step - progress.n)
             progress.set_postfix(loss=f"{outcome.history[-1][2]:.4g}", refresh=False)
             if valid is not None:
                 if not math.isfinite(valid):
-                    outcome.diverged_at_step, outcome.stopped_by = state.step, "diverged"
+                    outcome.diverge(state.step, f"non-finite validation NLL ({valid})")
                     break
                 best.offer(valid, state.step, model)
                 if best.stale >= budget.patience:
@@ -107,6 +137,8 @@ def train(bound: BoundModel, model: nn.Module, data: ModelData, budget: Budget,
             clock.start()
     clock.pause()
     progress.close()
+    if outcome.diverged_at_step is not None and any(window.values()):
+        outcome.add_row(state.step, clock.seconds, window, None)  # the trace up to the divergence
     outcome.seconds, outcome.steps, outcome.examples = clock.seconds, clock.steps, clock.examples
     if best.state is not None:
         model.load_state_dict(best.state)
