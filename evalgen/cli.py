@@ -82,9 +82,11 @@ def plugins_command() -> None:
 @user_errors
 def datasets_command() -> None:
     """List the registered datasets."""
-    for spec in _plugins().datasets:
+    specs = list(_plugins().datasets)
+    width = max([18, *(len(spec.name) for spec in specs)])
+    for spec in specs:
         where = "files in the data directory" if spec.needs_files else "built in"
-        click.echo(f"{spec.name:<18} {spec.kind.value:<10} {spec.summary} [{where}]")
+        click.echo(f"{spec.name:<{width}} {spec.kind.value:<10} {spec.summary} [{where}]")
 
 
 @main.command("budgets")
@@ -119,7 +121,8 @@ def _parse_value(value: str) -> Any:
 @main.command("run")
 @click.option("--plugin", "plugin_name", required=True, help="Model family to run, e.g. flows.")
 @click.option("--model", "models", multiple=True, help="Model variant(s); default: all that fit the data.")
-@click.option("--dataset", default="digits", show_default=True, help="Dataset name (evalgen datasets).")
+@click.option("--dataset", default=None,
+              help="Dataset name (evalgen datasets); default: the family's default dataset, else digits.")
 @click.option("--budget", default="quick", show_default=True, help="Budget preset (evalgen budgets).")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds 0..N-1.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
@@ -135,16 +138,20 @@ def _parse_value(value: str) -> Any:
               help="Samples per test example for importance-sampled likelihoods (IWAE's K); "
                    "default: the budget's.")
 @user_errors
-def run_command(plugin_name: str, models: tuple[str, ...], dataset: str, budget: str, seeds: int,
+def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, budget: str, seeds: int,
                 device: str, out_dir: Path, data_dir: Path | None, options: tuple[str, ...],
                 baseline: bool, rerun: bool, importance_samples: int | None) -> None:
     """Train and evaluate a family's models under a budget; print and save the table."""
     from evalgen.datasets.files import load_context_from_env
     from evalgen.harness.runner import RunContext, resolve_device, run_sweep
-    from evalgen.planning import plan_specs
+    from evalgen.planning import default_dataset, plan_specs
     from evalgen.tables import write_tables
 
     plugins = _plugins()
+    if dataset is None:
+        dataset = default_dataset(plugins, plugin_name)
+        if plugins.family(plugin_name).default_dataset is not None:
+            click.echo(f"dataset: {dataset} (the default of plugin '{plugin_name}'; --dataset to change)", err=True)
     specs = plan_specs(plugins, plugin_name, list(models), dataset, budget, seeds,
                        _parse_options(options), baseline, importance_samples)
     ctx = RunContext(plugins=plugins, out_dir=out_dir, device=resolve_device(device),

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from evalgen.budgets import Budget
     from evalgen.datasets.base import DatasetSpec
     from evalgen.metrics.registry import MetricSpec
-    from evalgen.types import Batch, DatasetInfo, FamilyInfo, TrainState
+    from evalgen.types import Batch, DatasetInfo, FamilyInfo, Likelihood, TrainState
 
 PROJECT_NAME = "evalgen"
 
@@ -185,6 +185,35 @@ def evalgen_log_prob(model: nn.Module, x: torch.Tensor, num_importance_samples: 
         ``levels``, a log-density on [0, 1)^D for ``dequantized``, a log-density for
         ``continuous``. If the family declared the value a bound or an estimate, it is that
         bound or estimate. Must be finite for every input in the support.
+    """
+
+
+@hookspec(firstresult=True)
+def evalgen_describe_likelihood(model_name: str, dataset: DatasetInfo, config: Mapping[str, Any]) -> Likelihood | None:
+    """Say what ``evalgen_log_prob`` will return under this run's options.
+
+    Called once per run, before the model is built. Optional: without it (or when it returns
+    None) the ``likelihood`` of the variant's `evalgen.ModelSpec` is used. Use it when options
+    change what the number is, e.g. the length of an AIS schedule, so that the label in the
+    tables is true: ``Likelihood(LikelihoodKind.ESTIMATE, "AIS, T=1000", sample_count="M")``.
+
+    :param model_name: one of the names declared in ``evalgen_family``.
+    :param dataset: the dataset as the model will see it.
+    :param config: the plugin options of the run.
+    :return: a `evalgen.Likelihood` (its kind must be "none" exactly when the ModelSpec's is), or None.
+    """
+
+
+@hookspec(firstresult=True)
+def evalgen_likelihood_details(model: nn.Module) -> Mapping[str, Any] | None:
+    """Report how the test set's ``log_prob`` was obtained, beyond its label.
+
+    Called once after ``evalgen_log_prob`` has scored the whole test set. Optional. The result
+    is stored with the test NLL in the run record (``metrics.test_nll.details``), e.g. the AIS
+    estimate of log Z with its spread over chains and the number of chains and temperatures.
+
+    :param model: the trained model.
+    :return: a JSON-serializable dict (finite numbers), or None.
     """
 
 

@@ -4,23 +4,47 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalgen.errors import EvalgenError
+from evalgen.datasets.base import DatasetSpec
+from evalgen.errors import EvalgenError, unknown_name
 from evalgen.harness.spec import RunSpec
 from evalgen.plugins import Plugins
+from evalgen.types import ModelSpec
 
 BASELINE_FAMILY = "baselines"
+#: The dataset of ``evalgen run`` when neither ``--dataset`` nor the family names one.
+DEFAULT_DATASET = "digits"
 
 
-def plan_specs(plugins: Plugins, plugin: str, models: list[str], dataset: str, budget: str,
+def default_dataset(plugins: Plugins, plugin: str) -> str:
+    """The dataset ``evalgen run --plugin <plugin>`` uses without ``--dataset``: the family's
+    ``default_dataset``, else `DEFAULT_DATASET`. A name that is not registered is an error with a
+    "did you mean" hint, like a mistyped ``--dataset``."""
+    name = plugins.family(plugin).default_dataset or DEFAULT_DATASET
+    if name not in plugins.datasets:
+        error = unknown_name("dataset", name, plugins.datasets.names())
+        raise EvalgenError(f"default dataset of plugin '{plugin}' (FamilyInfo.default_dataset): {error}; "
+                           f"pass --dataset to choose one")
+    return name
+
+
+def _fits(model: ModelSpec, data: DatasetSpec) -> bool:
+    """The model can be built for the dataset's size (unknown sizes are checked when loaded)."""
+    return model.max_dims is None or data.num_dims is None or data.num_dims <= model.max_dims
+
+
+def plan_specs(plugins: Plugins, plugin: str, models: list[str], dataset: str | None, budget: str,
                seeds: int, config: dict[str, Any], baseline: bool,
                importance_samples: int | None = None) -> list[RunSpec]:
     """Every (model, seed) run the command asks for, plus the baseline reference if wanted.
 
-    Names are checked before any data is loaded, so a typo fails in a second. Models that need
-    labels are left out on unlabelled datasets unless named. ``importance_samples`` applies to
-    the models whose likelihood is importance-sampled.
+    Names are checked before any data is loaded, so a typo fails in a second. ``dataset`` None
+    means the family's default (`default_dataset`). Models that need labels are left out on
+    unlabelled datasets unless named. ``importance_samples`` applies to the models whose
+    likelihood is importance-sampled.
     """
     family = plugins.family(plugin)
+    if dataset is None:
+        dataset = default_dataset(plugins, plugin)
     data_spec = plugins.datasets.get(dataset)
     plugins.budgets.get(budget)
     if models:
@@ -29,9 +53,13 @@ def plan_specs(plugins: Plugins, plugin: str, models: list[str], dataset: str, b
             if data_spec.kind not in spec.data_kinds:
                 raise EvalgenError(f"{plugin}:{spec.name} does not support {data_spec.kind.value} data "
                                    f"(dataset '{dataset}')")
+            if not _fits(spec, data_spec):
+                raise EvalgenError(f"{plugin}:{spec.name} handles at most {spec.max_dims} dimensions; "
+                                   f"dataset '{dataset}' has {data_spec.num_dims}")
     else:
         chosen = [m for m in family.models
-                  if data_spec.kind in m.data_kinds and (data_spec.labelled or not m.needs_labels)]
+                  if data_spec.kind in m.data_kinds and (data_spec.labelled or not m.needs_labels)
+                  and _fits(m, data_spec)]
         if not chosen:
             raise EvalgenError(f"no model of plugin '{plugin}' supports {data_spec.kind.value} data "
                                f"(dataset '{dataset}')")

@@ -30,6 +30,8 @@ FAMILY_HOOKS = (
     "evalgen_sample",
     "evalgen_log_prob",
     "evalgen_outlier_score",
+    "evalgen_describe_likelihood",
+    "evalgen_likelihood_details",
 )
 
 
@@ -71,6 +73,8 @@ class FamilyHooks:
     sample: Callable[..., Any]
     log_prob: Callable[..., Any]
     outlier_score: Callable[..., Any]
+    describe_likelihood: Callable[..., Any]
+    likelihood_details: Callable[..., Any]
 
 
 @dataclass

@@ -81,6 +81,11 @@ class ModelSpec:
             (e.g. "critic output"); None if the family relies on the default -log p(x) / D.
         needs_labels: the variant trains on class labels (a conditional model); it is left out
             of runs on datasets without labels.
+        max_dims: the largest number of dimensions the variant can be built for (e.g. a model
+            that enumerates its 2^D states), or None; it is left out of runs on larger datasets.
+        validation_nll: whether the harness computes a validation NLL every ``eval_every`` steps
+            to keep the best checkpoint. False for likelihoods too costly to estimate that often
+            (an AIS estimate of log Z): the parameters at the end of training are evaluated.
     """
 
     name: str
@@ -91,6 +96,8 @@ class ModelSpec:
     reference: str = ""
     outlier_score: str | None = None
     needs_labels: bool = False
+    max_dims: int | None = None
+    validation_nll: bool = True
 
     def representation_for(self, kind: DataKind) -> Representation:
         if kind is DataKind.CONTINUOUS:
@@ -100,12 +107,23 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class FamilyInfo:
-    """What ``evalgen_family`` returns: a family of models and what it can do."""
+    """What ``evalgen_family`` returns: a family of models and what it can do.
+
+    Attributes:
+        name: the family's name (``--plugin``).
+        summary: one line for ``evalgen plugins``.
+        models: the family's model variants.
+        version: the family's version, if it has its own.
+        default_dataset: the dataset ``evalgen run --plugin <family>`` uses when ``--dataset`` is
+            not given (a registered dataset name, e.g. ``"binarized-digits"`` for a family of
+            binary-only models); None = ``digits``.
+    """
 
     name: str
     summary: str
     models: tuple[ModelSpec, ...]
     version: str = ""
+    default_dataset: str | None = None
 
     def model(self, name: str) -> ModelSpec:
         from evalgen.errors import unknown_name

@@ -146,3 +146,100 @@ def test_a_run_killed_midway_leaves_no_partial_record_and_rerunning_completes(tm
     assert "reusing slowtoy--toy--digits--unit--seed0" in done.stderr
     assert first.read_bytes() == saved
     assert len(list((out / "records").glob("*.json"))) == 2
+
+
+# --- binary data and a family's default dataset ------------------------------------------------
+
+DEFAULT_FAMILY_SOURCE = """
+import dataclasses
+
+from evalgen import hookimpl
+from toy_plugins import ToyFamily
+
+
+class DefaultFamily(ToyFamily):
+    def __init__(self, name, default):
+        super().__init__(name)
+        self.default = default
+
+    @hookimpl
+    def evalgen_family(self):
+        return dataclasses.replace(ToyFamily.evalgen_family(self), default_dataset=self.default)
+
+
+tiny = DefaultFamily("tinydefault", "tiny-binarized-digits")
+typo = DefaultFamily("typodefault", "tiny-binarised-digits")
+"""
+
+
+@pytest.fixture
+def default_families(install_plugin, unit_budget):
+    install_plugin("tinydefault", "default_family:tiny", module_source=DEFAULT_FAMILY_SOURCE)
+    install_plugin("typodefault", "default_family:typo")
+
+
+def load_record(out, key):
+    import json
+
+    return json.loads((out / "records" / f"{key}.json").read_text())
+
+
+def test_help_and_listing_name_the_binary_datasets():
+    help_text = " ".join(invoke("run", "--help").output.split())
+    assert "default: the family's default dataset, else digits" in help_text
+    listing = invoke("datasets").output
+    for name in ("binarized-digits", "tiny-binarized-digits"):
+        line = next(line for line in listing.splitlines() if line.startswith(name + " "))
+        assert "binary" in line and line.endswith("[built in]")
+
+
+def test_a_family_default_dataset_is_used_when_dataset_is_omitted(tmp_path, default_families):
+    out = tmp_path / "out"
+    result = invoke("run", "--plugin", "tinydefault", "--budget", "unit", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "dataset: tiny-binarized-digits (the default of plugin 'tinydefault'" in result.output
+    assert sorted(p.name for p in (out / "records").iterdir()) == [  # the baseline row on the same data
+        "baselines--categorical--tiny-binarized-digits--unit--seed0.json",
+        "tinydefault--toy--tiny-binarized-digits--unit--seed0.json"]
+    record = load_record(out, "tinydefault--toy--tiny-binarized-digits--unit--seed0")
+    assert record["dataset"]["shape"] == [1, 4, 4] and record["dataset"]["levels"] == 2
+    metrics = record["metrics"]
+    assert metrics["test_nll"]["num_dims"] == 16 and metrics["test_nll"]["bits_per_dim"] > 0
+    # No classifier for 4x4 images: sample quality and mode coverage say why they were skipped.
+    assert metrics["sample_quality"] == {"skipped": "dataset 'tiny-binarized-digits' names no feature extractor"}
+    assert "tiny-binarized-digits" in metrics["mode_coverage"]["skipped"]
+    assert 0 <= metrics["outliers"]["sets"]["uniform-noise"]["auroc"] <= 1
+
+
+def test_an_explicit_dataset_wins_and_an_unknown_default_is_one_line(tmp_path, default_families):
+    out = tmp_path / "out"
+    result = invoke("run", "--plugin", "typodefault", "--budget", "unit", "--out", str(out))
+    assert_one_line_error(result, "plugin 'typodefault'", "unknown dataset 'tiny-binarised-digits'",
+                          "did you mean 'tiny-binarized-digits'", "--dataset")
+    assert not out.exists()
+    result = invoke("run", "--plugin", "typodefault", "--dataset", "tiny-binarized-digits", "--budget", "unit",
+                    "--no-baseline", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "the default of plugin" not in result.output
+    records = [p.name for p in (out / "records").iterdir()]
+    assert records == ["typodefault--toy--tiny-binarized-digits--unit--seed0.json"]
+
+
+def test_baselines_on_binarized_digits_fill_nll_sample_quality_and_auroc(tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", "--plugin", "baselines", "--dataset", "binarized-digits", "--budget", "smoke",
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "binarized-digits" in result.output and "FID" in result.output and "AUROC" in result.output
+    record = load_record(out, "baselines--categorical--binarized-digits--smoke--seed0")
+    assert record["status"] == "ok"
+    assert record["dataset"]["kind"] == "binary" and record["dataset"]["sizes"] == [1258, 179, 360]
+    m = record["metrics"]
+    nll = m["test_nll"]
+    assert (nll["kind"], nll["levels"], nll["num_dims"]) == ("exact", 2, 64)
+    assert 0 < nll["bits_per_dim"] < 1  # a Bernoulli model: at most 1 bit per binary pixel
+    quality = m["sample_quality"]
+    assert quality["extractor"] == "digits-classifier"
+    assert quality["fid"] >= 0 and quality["inception_score_mean"] >= 1 and "kid_mean" in quality
+    assert 0.5 <= m["outliers"]["sets"]["uniform-noise"]["auroc"] <= 1
+    assert m["mode_coverage"]["num_modes"] == 10

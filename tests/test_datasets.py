@@ -90,13 +90,15 @@ def test_builtin_hook_registers_every_dataset():
     registered: list[DatasetSpec] = []
     pm.hook.evalgen_register_datasets(register=registered.append)
     names = [s.name for s in registered]
-    assert names == ["digits", "mnist", "fashion-mnist", "binarized-mnist",
-                     "eight-gaussians", "grid-gaussians", "checkerboard", "rings", "two-moons"]
+    assert names == ["digits", "binarized-digits", "tiny-binarized-digits", "mnist", "fashion-mnist",
+                     "binarized-mnist", "eight-gaussians", "grid-gaussians", "checkerboard", "rings", "two-moons"]
     for spec in registered:
         assert isinstance(spec, DatasetSpec) and spec.summary and callable(spec.load)
         assert spec.needs_files == (spec.name in FILE_DATASETS)
     kinds = {s.name: s.kind for s in registered}
-    assert kinds["binarized-mnist"] is DataKind.BINARY
+    assert kinds["binarized-mnist"] is kinds["binarized-digits"] is kinds["tiny-binarized-digits"] is DataKind.BINARY
+    labelled = {s.name for s in registered if s.labelled}
+    assert labelled == {"digits", "binarized-digits", "tiny-binarized-digits", "mnist", "fashion-mnist"}
     assert kinds["mnist"] is kinds["fashion-mnist"] is kinds["digits"] is DataKind.DISCRETE
     assert all(kinds[t] is DataKind.CONTINUOUS for t in toys.TOYS)
 

@@ -1,8 +1,9 @@
 """Datasets: the value types, the data directory, and the built-in loaders.
 
-Built-in datasets (registered by `evalgen.datasets.builtin`): ``digits``, ``mnist``,
-``fashion-mnist``, ``binarized-mnist`` and the 2-D toys ``eight-gaussians``, ``grid-gaussians``,
-``checkerboard``, ``rings``, ``two-moons``.
+Built-in datasets (registered by `evalgen.datasets.builtin`): ``digits`` and its binary
+counterparts ``binarized-digits`` and ``tiny-binarized-digits``, ``mnist``, ``fashion-mnist``,
+``binarized-mnist`` and the 2-D toys ``eight-gaussians``, ``grid-gaussians``, ``checkerboard``,
+``rings``, ``two-moons``.
 """
 
 from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, Split, tensor_checksum

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,8 @@ class DatasetSpec:
         needs_files: True if the data comes from files under the data directory.
         labelled: the loaded dataset has class labels (models that need labels are only picked
             for labelled datasets).
+        shape: the shape of one example if known without loading (models with a ``max_dims``
+            smaller than its size are then left out when runs are planned), else None.
     """
 
     name: str
@@ -141,6 +144,11 @@ class DatasetSpec:
     load: Callable[[LoadContext], Dataset]
     needs_files: bool = False
     labelled: bool = False
+    shape: tuple[int, ...] | None = None
+
+    @property
+    def num_dims(self) -> int | None:
+        return None if self.shape is None else math.prod(self.shape)
 
 
 def tensor_checksum(*tensors: torch.Tensor | None, salt: str = "") -> str:

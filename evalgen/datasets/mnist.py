@@ -224,10 +224,12 @@ def load_binarized_mnist(ctx: LoadContext) -> Dataset:
 def dataset_specs() -> list[DatasetSpec]:
     return [
         DatasetSpec(MNIST.name, DataKind.DISCRETE, MNIST.summary,
-                    lambda ctx: load_idx_dataset(MNIST, ctx), needs_files=True, labelled=True),
+                    lambda ctx: load_idx_dataset(MNIST, ctx), needs_files=True, labelled=True,
+                    shape=(1, 28, 28)),
         DatasetSpec(FASHION_MNIST.name, DataKind.DISCRETE, FASHION_MNIST.summary,
-                    lambda ctx: load_idx_dataset(FASHION_MNIST, ctx), needs_files=True, labelled=True),
+                    lambda ctx: load_idx_dataset(FASHION_MNIST, ctx), needs_files=True, labelled=True,
+                    shape=(1, 28, 28)),
         DatasetSpec("binarized-mnist", DataKind.BINARY,
                     "statically binarized MNIST (Larochelle & Murray), 28x28 {0,1}, no labels, 50k/10k/10k",
-                    load_binarized_mnist, needs_files=True),
+                    load_binarized_mnist, needs_files=True, shape=(1, 28, 28)),
     ]

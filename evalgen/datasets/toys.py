@@ -254,6 +254,7 @@ def _mode_set(density: GaussianMixture2D | Checkerboard | Rings | TwoMoons) -> M
 
 def dataset_specs() -> list[DatasetSpec]:
     return [
-        DatasetSpec(name, DataKind.CONTINUOUS, toy.summary, lambda ctx, name=name: load_toy(name, ctx))
+        DatasetSpec(name, DataKind.CONTINUOUS, toy.summary, lambda ctx, name=name: load_toy(name, ctx),
+                    shape=(2,))
         for name, toy in TOYS.items()
     ]

@@ -10,7 +10,7 @@ from torch import nn
 
 from evalgen.errors import EvalgenError, PluginContractError
 from evalgen.plugins import FamilyHooks
-from evalgen.types import Batch, DatasetInfo, Likelihood, ModelSpec, Representation, TrainState
+from evalgen.types import Batch, DatasetInfo, Likelihood, LikelihoodKind, ModelSpec, Representation, TrainState
 
 SAMPLE_RANGE_TOLERANCE = 1e-4
 
@@ -29,11 +29,36 @@ class BoundModel:
         self.where = f"plugin '{hooks.family.name}' model '{spec.name}'"
         self.importance_samples = int(importance_samples)
         self.valid_importance_samples = int(valid_importance_samples)
+        #: What log_prob is under this run's options (`describe_likelihood`); the spec's until then.
+        self.declared = spec.likelihood
+
+    @property
+    def has_likelihood(self) -> bool:
+        return self.declared.kind is not LikelihoodKind.NONE
 
     @property
     def likelihood(self) -> Likelihood:
         """The model's likelihood as the test set is scored: sample counts filled in."""
-        return self.spec.likelihood.with_samples(self.importance_samples)
+        return self.declared.with_samples(self.importance_samples)
+
+    def describe_likelihood(self, dataset: DatasetInfo, config: Mapping[str, Any]) -> Likelihood:
+        """Ask the family what log_prob is under ``config`` (optional hook); keep it in ``declared``."""
+        found = self._call("describe_likelihood", model_name=self.spec.name, dataset=dataset, config=config)
+        if found is None:
+            return self.declared
+        if not isinstance(found, Likelihood) or (found.kind is LikelihoodKind.NONE) != (
+                self.spec.likelihood.kind is LikelihoodKind.NONE):
+            raise PluginContractError(
+                f"{self.where}: evalgen_describe_likelihood should return a Likelihood that has a "
+                f"likelihood exactly when the ModelSpec does ({self.spec.likelihood.label}), got {found!r}")
+        self.declared = found
+        return found
+
+    def likelihood_details(self, model: nn.Module) -> dict[str, Any] | None:
+        details = self._call("likelihood_details", model=model)
+        if details is not None and not isinstance(details, Mapping):
+            raise PluginContractError(f"{self.where}: evalgen_likelihood_details should return a dict or None")
+        return None if details is None else dict(details)
 
     def _call(self, hook: str, **kwargs: Any) -> Any:
         try:

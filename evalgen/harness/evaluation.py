@@ -47,7 +47,7 @@ def test_log_prob(bound: BoundModel, model: nn.Module, data: ModelData,
 
 def reports_elbo(bound: BoundModel) -> bool:
     """IWAE bounds with a harness-set K: K = 1 is the ELBO, reported beside the bound."""
-    likelihood = bound.spec.likelihood
+    likelihood = bound.declared
     return likelihood.estimator == IWAE_ESTIMATOR and likelihood.sample_count is not None
 
 
@@ -72,7 +72,7 @@ def draw_samples(bound: BoundModel, model: nn.Module, info: DatasetInfo, num_sam
 def outlier_scorer(bound: BoundModel, model: nn.Module, info: DatasetInfo,
                    device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str]:
     """A function from stored values to outlier scores, and its label; (None, reason) if none."""
-    has_likelihood = bound.spec.likelihood.kind is not LikelihoodKind.NONE
+    has_likelihood = bound.has_likelihood
     label = bound.spec.outlier_score or default_score_label(bound.likelihood)
     if bound.spec.outlier_score is None and not has_likelihood:
         return None, "no likelihood and no outlier score"
@@ -98,7 +98,7 @@ def evaluate(bound: BoundModel, model: nn.Module, data: ModelData, dataset: Data
              metrics: Registry[MetricSpec],
              load_dataset: Callable[[str], Dataset]) -> tuple[dict[str, Any], torch.Tensor]:
     """Metrics of a trained model (skipped ones say why), and its samples in stored values."""
-    has_likelihood = bound.spec.likelihood.kind is not LikelihoodKind.NONE
+    has_likelihood = bound.has_likelihood
     samples, seconds = draw_samples(bound, model, info, budget.num_samples, seed, device)
     results: dict[str, Any] = {"sampling": {
         "num_samples": budget.num_samples,
@@ -107,6 +107,7 @@ def evaluate(bound: BoundModel, model: nn.Module, data: ModelData, dataset: Data
     }}
     scorer, score_label = outlier_scorer(bound, model, info, device)
     log_p = test_log_prob(bound, model, data) if has_likelihood else None
+    details = bound.likelihood_details(model) if has_likelihood else None
     elbo = test_log_prob(bound, model, data, 1) if has_likelihood and reports_elbo(bound) else None
     if scorer is None:
         test_scores = None
@@ -116,7 +117,7 @@ def evaluate(bound: BoundModel, model: nn.Module, data: ModelData, dataset: Data
         test_scores = scorer(dataset.test.x)
     inputs = MetricInputs(
         dataset=dataset, info=info, likelihood=bound.likelihood, samples=samples,
-        test_log_prob=log_p, test_elbo=elbo, outlier_score=scorer, test_outlier_scores=test_scores,
+        test_log_prob=log_p, test_elbo=elbo, likelihood_details=details, outlier_score=scorer, test_outlier_scores=test_scores,
         outlier_score_label=score_label, load_dataset=load_dataset,
         budget=budget, seed=seed, device=device,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Callable, Iterable
@@ -90,6 +91,9 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[dict[str, Any], torch.Tenso
         kinds = ", ".join(sorted(k.value for k in model_spec.data_kinds))
         raise EvalgenError(f"{spec.plugin}:{spec.model} supports {kinds} data, "
                            f"but dataset '{spec.dataset}' is {dataset.kind.value}")
+    if model_spec.max_dims is not None and math.prod(dataset.shape) > model_spec.max_dims:
+        raise EvalgenError(f"{spec.plugin}:{spec.model} handles at most {model_spec.max_dims} dimensions; "
+                           f"dataset '{spec.dataset}' has {math.prod(dataset.shape)}")
     if model_spec.needs_labels and not dataset.num_classes:
         raise EvalgenError(f"{spec.plugin}:{spec.model} trains on class labels, "
                            f"but dataset '{spec.dataset}' has none")
@@ -99,6 +103,7 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[dict[str, Any], torch.Tenso
     bound = BoundModel(plugins.hooks(spec.plugin), model_spec, importance_samples=test_k,
                        valid_importance_samples=min(budget.valid_importance_samples, test_k))
 
+    bound.describe_likelihood(info, spec.config)
     seed_everything(spec.seed)
     model = bound.build(info, spec.config).to(ctx.device)
     state = TrainState(step=0, optimizers=bound.optimizers(model, spec.config),
@@ -149,7 +154,7 @@ def _save_grid(samples: torch.Tensor | None, dataset: Dataset, out_dir: Path, ke
 
 
 def _importance_samples(bound: BoundModel) -> dict[str, int] | None:
-    if bound.spec.likelihood.sample_count is None:
+    if bound.declared.sample_count is None:
         return None
     return {"test": bound.importance_samples, "validation": bound.valid_importance_samples}
 

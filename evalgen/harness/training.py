@@ -14,7 +14,7 @@ from evalgen.errors import TrainingDiverged
 from evalgen.harness.contract import BoundModel
 from evalgen.harness.data import ModelData
 from evalgen.metrics.nll import nll_nats
-from evalgen.types import LikelihoodKind, TrainState
+from evalgen.types import TrainState
 
 EVAL_BATCH_SIZE = 512
 
@@ -97,7 +97,7 @@ def train(bound: BoundModel, model: nn.Module, data: ModelData, budget: Budget,
     outcome = TrainOutcome()
     clock = TrainingClock(budget)
     best = _Best()
-    has_likelihood = bound.spec.likelihood.kind is not LikelihoodKind.NONE
+    validate = bound.has_likelihood and bound.spec.validation_nll
     window: dict[str, list[float]] = {}
     model.train()
     progress = tqdm(total=budget.max_steps, desc=label, unit="step", leave=False,
@@ -119,7 +119,7 @@ def train(bound: BoundModel, model: nn.Module, data: ModelData, budget: Budget,
         limit = clock.exhausted()
         if state.step % budget.eval_every == 0 or limit:
             clock.pause()
-            valid = mean_nll(bound, model, data.valid_x, data) if has_likelihood else None
+            valid = mean_nll(bound, model, data.valid_x, data) if validate else None
             outcome.add_row(state.step, clock.seconds, window, valid)
             window = {}
             progress.update(state.step - progress.n)

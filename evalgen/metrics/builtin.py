@@ -29,6 +29,8 @@ def _test_nll(inputs: MetricInputs) -> dict[str, Any]:
                              Likelihood(inputs.likelihood.kind, "ELBO"))
         result["elbo"] = {"nats": elbo.nats, "nats_sem": elbo.nats_sem, "bits_per_dim": elbo.bits_per_dim,
                           "estimator": "ELBO (IWAE, K=1): one sample per example"}
+    if inputs.likelihood_details is not None:
+        result["details"] = inputs.likelihood_details
     return result
 
 

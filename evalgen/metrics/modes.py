@@ -123,6 +123,8 @@ def _labelled_images_reason(dataset: Dataset) -> str | None:
         return f"dataset '{dataset.name}' has neither mixture modes nor class labels"
     if dataset.levels is None or len(dataset.shape) != 3:
         return f"dataset '{dataset.name}' is labelled but not images; classes need a domain classifier"
+    if dataset.feature_extractor is None:
+        return f"dataset '{dataset.name}' names no feature extractor to classify samples with"
     if dataset.feature_extractor not in DOMAIN_EXTRACTORS:
         return (f"the feature extractor of '{dataset.name}' ({dataset.feature_extractor}) is not a domain "
                 f"classifier (known: {', '.join(sorted(DOMAIN_EXTRACTORS))})")

@@ -33,6 +33,8 @@ class MetricInputs:
         test_log_prob: (N_test,) log_prob of the test set as the model sees it, or None.
         test_elbo: (N_test,) the ELBO of the test set (the IWAE bound at K = 1) for models
             whose likelihood is an IWAE bound, else None.
+        likelihood_details: what the family reported about how its test log_prob was obtained
+            (``evalgen_likelihood_details``, e.g. an AIS estimate of log Z and its spread), or None.
         outlier_score: stored values (N, *shape) -> (N,) scores (higher = more outlying), or None.
         test_outlier_scores: (N_test,) the outlier scores of the test set, or None.
         outlier_score_label: how the outlier score is computed, for the tables.
@@ -54,6 +56,7 @@ class MetricInputs:
     device: torch.device
     cache_dir: Path | None = None
     test_elbo: torch.Tensor | None = None
+    likelihood_details: dict[str, Any] | None = None
 
     def available(self) -> set[str]:
         have = set()
