@@ -1,0 +1,107 @@
+"""The `ebm` family's hook implementations: RBM (CD-k, PCD), DBM and the fully visible BM."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from evalgen import (
+    Batch,
+    DataKind,
+    DatasetInfo,
+    FamilyInfo,
+    Likelihood,
+    LikelihoodKind,
+    ModelSpec,
+    TrainState,
+    hookimpl,
+)
+
+from . import ais
+from .fvbm import MAX_DIMS
+from .models import EnergyModel, build
+
+BINARY = frozenset({DataKind.BINARY})
+SMOLENSKY = "Smolensky 1986; Hinton 2002 (CD); Salakhutdinov & Murray 2008 (AIS)"
+FREE_ENERGY_SCORE = "free energy F(v) / D"
+
+
+def ais_likelihood(steps: int = ais.DEFAULT_STEPS) -> Likelihood:
+    """An AIS estimate of log Z over ``steps`` temperatures; the harness adds M, the chains."""
+    return Likelihood(LikelihoodKind.ESTIMATE, f"AIS, T={steps}", sample_count="M")
+
+
+def dbm_likelihood(steps: int = ais.DEFAULT_STEPS) -> Likelihood:
+    return Likelihood(LikelihoodKind.LOWER_BOUND, f"mean-field bound, log Z by AIS, T={steps}", sample_count="M")
+
+
+MODELS = (
+    ModelSpec("rbm", "Bernoulli RBM trained with CD-k (k = 1; -o cd_k=25 for CD-25); log Z by AIS",
+              BINARY, ais_likelihood(), reference=SMOLENSKY, outlier_score=FREE_ENERGY_SCORE,
+              validation_nll=False),
+    ModelSpec("rbm-pcd", "Bernoulli RBM trained with persistent CD (one Gibbs sweep per step); log Z by AIS",
+              BINARY, ais_likelihood(), reference="Tieleman 2008, Training RBMs using approximations to the "
+                                                 "likelihood gradient", outlier_score=FREE_ENERGY_SCORE,
+              validation_nll=False),
+    ModelSpec("dbm", "deep Boltzmann machine, two hidden layers: PCD with a mean-field positive phase; "
+                     "the mean-field lower bound on log p(v) with log Z by AIS",
+              BINARY, dbm_likelihood(), reference="Salakhutdinov & Hinton 2009, Deep Boltzmann Machines",
+              validation_nll=False),
+    ModelSpec("fvbm", f"fully visible Boltzmann machine, exact log Z by enumerating 2^D states (D <= {MAX_DIMS})",
+              BINARY, Likelihood(), reference="Ackley, Hinton & Sejnowski 1985", max_dims=MAX_DIMS),
+)
+
+
+@hookimpl
+def evalgen_family() -> FamilyInfo:
+    return FamilyInfo(name="ebm", summary="energy-based models: RBM (CD, PCD), DBM and the fully visible "
+                                          "Boltzmann machine; likelihoods by AIS or enumeration",
+                      models=MODELS, version="0.1.0", default_dataset="binarized-digits")
+
+
+@hookimpl
+def evalgen_describe_likelihood(model_name: str, dataset: DatasetInfo, config: Mapping[str, Any]) -> Likelihood | None:
+    steps = int(config.get("ais_steps") or ais.DEFAULT_STEPS)
+    return {"rbm": ais_likelihood, "rbm-pcd": ais_likelihood, "dbm": dbm_likelihood}.get(
+        model_name, lambda _: None)(steps)
+
+
+@hookimpl
+def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[str, Any]) -> nn.Module:
+    if dataset.kind is not DataKind.BINARY:
+        raise ValueError(f"ebm models are Bernoulli: binary data only, got {dataset.kind.value} data; "
+                         "use a binarized dataset (binarized-digits, binarized-mnist)")
+    return build(model_name, dataset.shape, config)
+
+
+@hookimpl
+def evalgen_configure_optimizers(model: EnergyModel, config: Mapping[str, Any]) -> dict[str, torch.optim.Optimizer]:
+    return {"model": model.optimizer()}
+
+
+@hookimpl
+def evalgen_train_step(model: EnergyModel, batch: Batch, state: TrainState) -> Mapping[str, Any]:
+    return model.train_step(batch.x, state)
+
+
+@hookimpl
+def evalgen_sample(model: EnergyModel, num_samples: int, generator: torch.Generator) -> torch.Tensor:
+    return model.sample(num_samples, generator)
+
+
+@hookimpl
+def evalgen_log_prob(model: EnergyModel, x: torch.Tensor, num_importance_samples: int) -> torch.Tensor:
+    return model.log_prob(x, num_importance_samples)
+
+
+@hookimpl
+def evalgen_likelihood_details(model: EnergyModel) -> Mapping[str, Any] | None:
+    return model.likelihood_details()
+
+
+@hookimpl
+def evalgen_outlier_score(model: EnergyModel, x: torch.Tensor) -> torch.Tensor | None:
+    return model.outlier_score(x)
