@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "fvbm_lr": 0.05,  # Adam on the exact likelihood
     "ais_steps": ais.DEFAULT_STEPS,  # intermediate distributions of AIS (S&M 2008: 14,500)
     "burn_in": 1000,  # Gibbs sweeps before a sample is taken
+    "sample_chains": None, "thin": 10,  # RBM: chains to sample from (None: one per sample), sweeps between samples
     "mf_steps": 10, "gibbs_steps": 1,  # DBM: mean-field iterations, PCD sweeps per step
 }
 #: AIS chains of one estimate are seeded with this (and M), so an estimate is reproducible.
@@ -158,7 +159,9 @@ class RBMModel(EnergyModel):
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         self.net.base_bias.copy_(self.base_rate_logits())
-        return self.unflat(self.net.sample(n, generator, int(self.config["burn_in"])))
+        c = self.config
+        chains = None if c["sample_chains"] is None else int(c["sample_chains"])
+        return self.unflat(self.net.sample(n, generator, int(c["burn_in"]), int(c["thin"]), chains))
 
     def log_prob(self, x: torch.Tensor, chains: int) -> torch.Tensor:
         estimate = self.log_z_estimate(self.net, chains)

@@ -97,13 +97,21 @@ class RBM(nn.Module):
         return bernoulli(torch.sigmoid(self.base_bias).expand(n, -1).contiguous(), generator)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator, burn_in: int) -> torch.Tensor:
-        """n binary samples (n, D): independent chains started from the base-rate model, each
-        after ``burn_in`` block Gibbs sweeps."""
-        v = self.base_samples(n, generator)
+    def sample(self, n: int, generator: torch.Generator, burn_in: int, thin: int = 1,
+               chains: int | None = None) -> torch.Tensor:
+        """n binary samples (n, D) from ``chains`` block Gibbs chains (default n: one sample per
+        chain) started from the base-rate model: after ``burn_in`` sweeps every chain gives a
+        sample, then one more every ``thin`` sweeps until n are collected."""
+        chains = n if chains is None else max(1, min(int(chains), n))
+        v = self.base_samples(chains, generator)
         for _ in range(burn_in):
             v = self.gibbs_step(v, generator)
-        return v
+        taken = [v]
+        while sum(len(t) for t in taken) < n:
+            for _ in range(thin):
+                v = self.gibbs_step(v, generator)
+            taken.append(v)
+        return torch.cat(taken)[:n]
 
     # --- training ------------------------------------------------------------------------------
 
