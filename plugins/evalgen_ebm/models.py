@@ -116,9 +116,10 @@ class EnergyModel(nn.Module):
         gap = abs(runs["base rate"].log_z - runs["uniform"].log_z)
         if gap > 1.0 or self.last_estimate.degenerate:
             details["warning"] = (
-                f"the two AIS runs disagree by {gap:.2f} nats or rest on few chains "
-                f"({self.last_estimate.effective_chains:.1f} effective of {self.last_estimate.chains}): a mode "
-                "may have been missed, in which case log Z is underestimated and the NLL too low")
+                f"the two AIS runs disagree by {gap:.2f} nats, or the kept one rests on few chains "
+                f"({self.last_estimate.effective_chains:.1f} effective of {self.last_estimate.chains}): the lower "
+                "run missed probability mass and the kept (larger) one may have too, in which case log Z is "
+                "underestimated and the NLL too low")
         return details
 
     def outlier_score(self, x: torch.Tensor) -> torch.Tensor | None:
