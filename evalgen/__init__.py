@@ -5,6 +5,7 @@ This module is the public API for plugin authors; everything else is internal.
 
 from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, ModeSet, Split
+from evalgen.distributions import Bernoulli, Categorical, DiscretizedLogistic, LogisticMixture
 from evalgen.errors import DataUnavailableError, EvalgenError, PluginContractError, TrainingDiverged
 from evalgen.hookspecs import hookimpl
 from evalgen.metrics.bounds import importance_weighted_bound, iwae_likelihood, log_mean_exp
@@ -25,17 +26,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "Bernoulli",
     "Budget",
+    "Categorical",
     "DataKind",
     "DataUnavailableError",
     "Dataset",
     "DatasetInfo",
     "DatasetSpec",
+    "DiscretizedLogistic",
     "EvalgenError",
     "FamilyInfo",
     "Likelihood",
     "LikelihoodKind",
     "LoadContext",
+    "LogisticMixture",
     "MetricInputs",
     "MetricSpec",
     "ModeSet",
