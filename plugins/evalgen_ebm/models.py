@@ -197,7 +197,9 @@ class FVBMModel(EnergyModel):
         return self.net.log_prob(self.flat(x))
 
     def likelihood_details(self) -> dict[str, Any] | None:
-        return {"log_z": float(self.net.log_z()), "estimator": f"exact: sum over all 2^{self.dims} states"}
+        with torch.no_grad():
+            log_z = float(self.net.log_z())
+        return {"log_z": log_z, "estimator": f"exact: sum over all 2^{self.dims} states"}
 
 
 def build(model_name: str, shape: tuple[int, ...], config: Mapping[str, Any]) -> EnergyModel:
