@@ -121,6 +121,20 @@ def test_receptive_field_gated_has_no_blind_spot():
 # --- sampling ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("gated", [True, False])
+def test_windowed_pixel_params_equal_the_full_pass(gated):
+    """Sampling runs each pass on the receptive field's rows only; that must be exact: on an
+    image much taller than the receptive field, every pixel's parameters equal the full pass's."""
+    shape, layers = (1, 11, 5), 2
+    model = _model(shape, 4, "logistic_mixture", gated, layers=layers, channels=6, scale=0.5).double()
+    x = torch.randint(0, 4, (3, *shape), generator=torch.Generator().manual_seed(5)).double()
+    full = model.logits(x)
+    for i in range(shape[1]):
+        for j in range(shape[2]):
+            window = model.pixel_params(x, i, j)
+            assert torch.allclose(window, full[:, i * shape[2] + j, None], atol=1e-10), (i, j)
+
+
 @pytest.mark.parametrize("output,gated", CONFIGS)
 def test_sampling_agrees_with_log_prob(output, gated):
     shape, levels, n = (1, 2, 2), 3, 40_000

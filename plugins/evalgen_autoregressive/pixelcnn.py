@@ -31,8 +31,14 @@ Choices:
   (Salimans et al. 2017, PixelCNN++; the edge bins extend to -inf and +inf). Both are the shared
   `evalgen` pixel distributions, so the NLL is in the same units as every other family's.
 * Sampling is H*W sequential network passes, batched over the n samples; this is inherent to
-  PixelCNN (no activation caching is done). Each pixel is drawn from its output distribution
-  with the given generator, which must live on the module's device.
+  PixelCNN. Each pass only runs on the rows the current pixel can see (``layers + 1`` rows above
+  it, the receptive field, plus its own row; zero padding at the top of that window reaches at
+  most ``layers`` rows down, so the current row's outputs are exact), and the 1x1 output head
+  only on the current pixel. In the gated model the vertical stack, which only sees rows above,
+  runs once per row, and each pixel's pass is the horizontal stack over the ``layers`` pixels to
+  its left; the ungated model runs every layer on the window's rows for every pixel. This is
+  exact (tested against the full pass), not Fast PixelCNN's (Ramachandran et al. 2017) caching. Each pixel is drawn from its output distribution with the given
+  generator, which must live on the module's device.
 """
 
 from __future__ import annotations
@@ -93,15 +99,26 @@ class GatedLayer(nn.Module):
         return torch.tanh(a) * torch.sigmoid(b)
 
     def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v_out, v_pre = self.vertical_stack(v)
+        return v_out, self.horizontal_stack(h, _down_shift(v_pre))
+
+    def vertical_stack(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, c, H, W) -> the gated output (N, p, H, W) and the pre-activation (N, 2p, H, W)
+        whose row i covers rows i-1..i, columns j-1..j+1."""
+        v_pre = self.vertical(F.pad(v, (1, 1, 1, 0)))
+        return self._gate(v_pre), v_pre
+
+    def horizontal_stack(self, h: torch.Tensor, v_pre_above: torch.Tensor) -> torch.Tensor:
+        """(N, c, H, W) and the vertical pre-activation of the row above each row (N, 2p, H, W)
+        -> (N, p, H, W)."""
         width = h.shape[-1]
-        v_pre = self.vertical(F.pad(v, (1, 1, 1, 0)))  # (N, 2p, H, W): rows i-1..i, cols j-1..j+1
         if self.first:  # column j-1 only: pad one on the left, drop the last column
             h_pre = self.horizontal(F.pad(h, (1, 0)))[..., :width]
         else:  # columns j-1..j
             h_pre = self.horizontal(F.pad(h, (1, 0)))
-        h_pre = h_pre + self.vertical_to_horizontal(_down_shift(v_pre))
+        h_pre = h_pre + self.vertical_to_horizontal(v_pre_above)
         h_out = self.horizontal_out(self._gate(h_pre))
-        return self._gate(v_pre), h_out if self.first else h + h_out
+        return h_out if self.first else h + h_out
 
 
 class PixelCNN(nn.Module):
@@ -136,6 +153,7 @@ class PixelCNN(nn.Module):
         if output == "logistic_mixture" and mixtures < 1:
             raise ValueError(f"mixtures must be >= 1, got {mixtures}")
         self.shape, self.levels = tuple(int(s) for s in shape), int(levels)
+        self.channels = int(channels)
         self.gated, self.output = bool(gated), output
         self.pixel = Categorical(levels) if output == "categorical" else LogisticMixture(levels, mixtures)
         params = self.pixel.params_per_dim
@@ -189,8 +207,48 @@ class PixelCNN(nn.Module):
         _, height, width = self.shape
         x = torch.zeros((n, *self.shape), device=device, dtype=dtype)
         for i in range(height):
+            context = self._row_context(x, i)
             for j in range(width):
-                d = i * width + j
-                params = self.logits(x)[:, d:d + 1]  # (n, 1, P)
+                params = self._pixel_params(x, context, i, j)
                 x[:, 0, i, j] = self.pixel.sample(params, generator)[:, 0]
         return x
+
+    def pixel_params(self, x: torch.Tensor, i: int, j: int) -> torch.Tensor:
+        """The output parameters of pixel (i, j)'s conditional, (N, 1, P): equal to
+        ``logits(x)[:, i * W + j, None]``, computed from the pixels it can see only."""
+        return self._pixel_params(x, self._row_context(x, i), i, j)
+
+    @property
+    def rows_above(self) -> int:
+        """How many rows above a pixel its output can depend on (the receptive field's height)."""
+        return len(self.layers) + 1
+
+    def _row_context(self, x: torch.Tensor, i: int) -> list[torch.Tensor] | None:
+        """Gated model: what row i's horizontal stack takes from the rows above, per layer: the
+        vertical pre-activation of row i-1, (N, 2p, 1, W), computed from rows i-1-layers..i-1
+        only (zero padding at the top of that window reaches ``layers`` rows down, not row i-1).
+        None for the ungated model, which has no such split."""
+        if not self.gated:
+            return None
+        if i == 0:
+            width = self.shape[-1]
+            rows = [torch.zeros(x.shape[0], 2 * self.channels, 1, width, device=x.device, dtype=x.dtype)]
+            return rows * len(self.layers)
+        v = x[:, :, max(0, i - self.rows_above):i] / (self.levels - 1)
+        context = []
+        for layer in self.layers:
+            v, v_pre = layer.vertical_stack(v)
+            context.append(v_pre[:, :, -1:])
+        return context
+
+    def _pixel_params(self, x: torch.Tensor, context: list[torch.Tensor] | None, i: int, j: int) -> torch.Tensor:
+        if context is None:  # ungated: the full-width pass over the receptive field's rows
+            features = self._features(x[:, :, max(0, i - self.rows_above):i + 1])
+            return self.head(features[:, :, -1, j, None, None]).flatten(1)[:, None]
+        # gated: the horizontal stack reaches `layers` pixels left; its zero padding at the
+        # window's left edge reaches `layers - 1` columns right, so column j is exact
+        left = max(0, j - len(self.layers))
+        h = x[:, :, i:i + 1, left:j + 1] / (self.levels - 1)
+        for layer, above in zip(self.layers, context):
+            h = layer.horizontal_stack(h, above[..., left:j + 1])
+        return self.head(h[..., -1:]).flatten(1)[:, None]
