@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nade import conditional_log_prob, draw, uniforms
+from .common import LevelsModel, conditional_log_prob, draw, uniforms
 
 
 def _degrees(low: int, dims: int, hidden: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -59,7 +59,7 @@ def build_masks(dims: int, hidden: int, depth: int, generator: torch.Generator |
     return order, masks, degree[:, None] > previous[None, :]
 
 
-class MADE(nn.Module):
+class MADE(LevelsModel):
     """MADE over D = prod(shape) dimensions with ``levels`` values each.
 
     Args:
@@ -74,12 +74,11 @@ class MADE(nn.Module):
 
     def __init__(self, shape: tuple[int, ...], levels: int, hidden: int, depth: int = 1,
                  num_masks: int = 1, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(shape, levels)
         if levels < 2:
             raise ValueError(f"MADE needs at least 2 levels, got {levels}")
         if hidden < 1 or depth < 1 or num_masks < 1:
             raise ValueError(f"hidden, depth and num_masks must be >= 1, got {hidden}, {depth}, {num_masks}")
-        self.shape, self.levels = tuple(int(s) for s in shape), int(levels)
         self.hidden, self.depth, self.num_masks = int(hidden), int(depth), int(num_masks)
         d, p = self.num_dims, self.params_per_dim
         self.layers = nn.ModuleList(nn.Linear(d if i == 0 else hidden, hidden) for i in range(depth))
@@ -93,15 +92,6 @@ class MADE(nn.Module):
         for i in range(depth):  # (K, H, D) then (K, H, H)
             self.register_buffer(f"mask_{i}", torch.stack([masks[i] for _, masks, _ in draws]))
         self.register_buffer("mask_out", torch.stack([out for _, _, out in draws]))  # (K, D, H)
-
-    @property
-    def num_dims(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def params_per_dim(self) -> int:
-        """P: 1 Bernoulli logit for binary data, L categorical logits otherwise."""
-        return 1 if self.levels == 2 else self.levels
 
     @property
     def order(self) -> torch.Tensor:
