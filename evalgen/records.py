@@ -11,7 +11,10 @@ from typing import Any
 
 from evalgen.errors import EvalgenError
 
-SCHEMA = "evalgen.run-record/1"
+SCHEMA_NAME = "evalgen.run-record"
+#: Bumped whenever a field changes meaning or a reader could no longer find what it needs.
+SCHEMA_VERSION = 1
+SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 RECORDS_DIR = "records"
 
 
@@ -46,7 +49,11 @@ def read_record(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise EvalgenError(f"cannot read run record {path}: {exc}") from exc
-    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+    schema = record.get("schema") if isinstance(record, dict) else None
+    if isinstance(schema, str) and schema.startswith(f"{SCHEMA_NAME}/") and schema != SCHEMA:
+        raise EvalgenError(f"{path} is a run record of schema {schema}, which this evalgen cannot read "
+                           f"(it reads {SCHEMA}); use the evalgen version that wrote it")
+    if schema != SCHEMA:
         raise EvalgenError(f"{path} is not an evalgen run record (expected schema {SCHEMA})")
     return record
 

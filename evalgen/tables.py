@@ -11,11 +11,35 @@ import pandas as pd
 
 from evalgen.records import atomic_write_bytes
 
-GROUP_COLUMNS = ["dataset", "budget", "plugin", "model"]
+#: A row of a table: seeds of the same (dataset, budget, plugin, model, variant) are aggregated.
+GROUP_COLUMNS = ["dataset", "budget", "plugin", "model", "variant"]
 NUMBERS = ("bits_per_dim", "nll_nats", "elbo_nats", "inception_score", "fid", "kid", "auroc", "modes_covered",
            "num_modes", "high_quality", "mode_kl", "train_seconds", "steps", "samples_per_second")
 #: What the NLL cells of models without a likelihood say.
 NOT_AVAILABLE = "n/a (implicit model)"
+
+
+def variant_label(spec: dict[str, Any]) -> str:
+    """What sets a run apart from the model's defaults: plugin options and an importance-sample
+    override, e.g. "hidden=64, lr=0.001, K=1000"; "" for the defaults."""
+    parts = [f"{key}={value}" for key, value in sorted((spec.get("config") or {}).items())]
+    if spec.get("importance_samples") is not None:
+        parts.append(f"K={spec['importance_samples']}")
+    return ", ".join(parts)
+
+
+def likelihood_kind(likelihood: str) -> str:
+    """'exact', 'bound', 'estimate' or 'none', from a record's ``model.likelihood`` label."""
+    if likelihood.startswith("lower bound"):
+        return "bound"
+    if likelihood.startswith("estimate"):
+        return "estimate"
+    return "none" if likelihood == "none" else "exact"
+
+
+#: What an NLL cell is prefixed with, per likelihood kind: an NLL from a lower bound on log p is
+#: an upper bound on the NLL.
+NLL_MARKERS = {"exact": "", "bound": "≤ ", "estimate": "≈ ", "none": ""}
 
 
 def _sample_quality(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +75,8 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
         **_sample_quality(metrics),
         **_outliers(metrics),
         **_mode_coverage(metrics),
-        **{c: spec[c] for c in GROUP_COLUMNS},
+        **{c: spec[c] for c in GROUP_COLUMNS if c != "variant"},
+        "variant": variant_label(spec),
         "seed": spec["seed"],
         "status": record["status"],
         "diverged_at_step": training.get("diverged_at_step"),
@@ -101,7 +126,8 @@ def summary_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _cell(mean: float | None, std: float | None, n: int, digits: int = 3) -> str:
+def format_cell(mean: float | None, std: float | None, n: int, digits: int = 3) -> str:
+    """'1.234' for one seed, '1.234 ± 0.010 (n=3)' over several, '' for none."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return ""
     text = f"{mean:.{digits}f}"
@@ -110,21 +136,22 @@ def _cell(mean: float | None, std: float | None, n: int, digits: int = 3) -> str
     return text
 
 
+def column_cells(summary: pd.DataFrame, column: str, digits: int = 3) -> list[str]:
+    """`format_cell` for every row of a `summary_frame` column (``column`` without the suffixes)."""
+    return [format_cell(m, s, n, digits) for m, s, n in zip(summary[f"{column}_mean"], summary[f"{column}_std"],
+                                                            summary[f"{column}_n"])]
+
+
 def _nll_cell(row: pd.Series, column: str, not_available: str) -> str:
     if row["likelihood"] == "none":
         return not_available
-    cell = _cell(row[f"{column}_mean"], row[f"{column}_std"], row[f"{column}_n"])
-    if cell and row["likelihood"].startswith("lower bound"):
-        return f"≤ {cell}"  # an NLL from a lower bound on log p is an upper bound on the NLL
-    if cell and row["likelihood"].startswith("estimate"):
-        return f"≈ {cell}"
-    return cell
+    cell = format_cell(row[f"{column}_mean"], row[f"{column}_std"], row[f"{column}_n"])
+    return NLL_MARKERS[likelihood_kind(row["likelihood"])] + cell if cell else cell
 
 
 def _elbo_column(summary: pd.DataFrame) -> dict[str, list[str]]:
     """-ELBO in nats (an upper bound on the NLL, like the IWAE bound's), when any row has one."""
-    cells = [_cell(m, s, n) for m, s, n in zip(summary["elbo_nats_mean"], summary["elbo_nats_std"],
-                                               summary["elbo_nats_n"])]
+    cells = column_cells(summary, "elbo_nats")
     return {"-ELBO (nats) ↓": [f"≤ {c}" if c else "" for c in cells]} if any(cells) else {}
 
 
@@ -132,8 +159,7 @@ def _labelled(summary: pd.DataFrame, column: str, title: str, label: str,
               digits: int = 3) -> dict[str, list[str]]:
     """A column whose numbers carry a label (extractor, score): in the header when every row
     shares it, else in each cell. Omitted when no row has the number."""
-    cells = [_cell(m, s, n, digits) for m, s, n in zip(summary[f"{column}_mean"],
-                                                       summary[f"{column}_std"], summary[f"{column}_n"])]
+    cells = column_cells(summary, column, digits)
     if not any(cells):
         return {}
     labels = {lab for lab, cell in zip(summary[label], cells) if cell}
@@ -144,17 +170,17 @@ def _labelled(summary: pd.DataFrame, column: str, title: str, label: str,
 
 def _modes_cell(mean: float | None, std: float | None, n: int, num_modes: float | None) -> str:
     """'8/8' for one seed, '7.7 ± 0.6 (n=3) /8' over several."""
-    if not _cell(mean, std, n):
+    if not format_cell(mean, std, n):
         return ""
     if n > 1:
-        return f"{_cell(mean, std, n, 1)} /{num_modes:.0f}"
+        return f"{format_cell(mean, std, n, 1)} /{num_modes:.0f}"
     return f"{mean:.0f}/{num_modes:.0f}"
 
 
 def _mode_columns(summary: pd.DataFrame) -> dict[str, list[str]]:
     """Modes covered (of how many), high-quality % and mode KL; each only when some row has it."""
     def cells(column: str, scale: float = 1.0, digits: int = 3) -> list[str]:
-        return [_cell(m if m is None else m * scale, s if s is None else s * scale, n, digits)
+        return [format_cell(m if m is None else m * scale, s if s is None else s * scale, n, digits)
                 for m, s, n in zip(summary[f"{column}_mean"], summary[f"{column}_std"], summary[f"{column}_n"])]
 
     columns = {
@@ -166,12 +192,17 @@ def _mode_columns(summary: pd.DataFrame) -> dict[str, list[str]]:
     return {title: column for title, column in columns.items() if any(column)}
 
 
+def model_label(plugin: str, model: str, variant: str = "") -> str:
+    """'vae:iwae', or 'vae:iwae [K=1000]' for a variant."""
+    return f"{plugin}:{model}" + (f" [{variant}]" if variant else "")
+
+
 def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """Human-readable table: one column per number, values as 'mean ± std (n)'."""
     shown = pd.DataFrame({
         "dataset": summary["dataset"],
         "budget": summary["budget"],
-        "model": summary["plugin"] + ":" + summary["model"],
+        "model": [model_label(p, m, v) for p, m, v in zip(summary["plugin"], summary["model"], summary["variant"])],
         "test NLL (bits/dim) ↓": summary.apply(_nll_cell, axis=1, args=("bits_per_dim", NOT_AVAILABLE)),
         "test NLL (nats) ↓": summary.apply(_nll_cell, axis=1, args=("nll_nats", NOT_AVAILABLE)),
         "likelihood": summary["likelihood"],
@@ -182,11 +213,8 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
         **_labelled(summary, "auroc", "AUROC ↑", "auroc_label"),
         **_mode_columns(summary),
         "params": summary["parameters"],
-        "train s": [_cell(m, s, n, 1) for m, s, n in zip(summary["train_seconds_mean"],
-                                                         summary["train_seconds_std"],
-                                                         summary["train_seconds_n"])],
-        "steps": [_cell(m, s, n, 0) for m, s, n in zip(summary["steps_mean"], summary["steps_std"],
-                                                       summary["steps_n"])],
+        "train s": column_cells(summary, "train_seconds", 1),
+        "steps": column_cells(summary, "steps", 0),
         "seeds": summary["seeds"],
         "diverged": summary["diverged"],
     })

@@ -1,0 +1,45 @@
+"""``evalgen leaderboard``: registered on the main group by `evalgen.cli`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("leaderboard")
+@click.argument("runs_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the leaderboard files (created if missing).")
+def leaderboard_command(runs_dir: Path, out_dir: Path) -> None:
+    """Build leaderboards from every records/*.json under RUNS_DIR (any depth: the --out folders
+    of `evalgen run` from several machines).
+
+    Records are validated against the run-record schema and merged; identical copies are fine,
+    but differing records with the same key, other schema or evalgen major versions, and
+    disagreeing dataset or budget definitions are errors, and nothing is written. One table per
+    (dataset, budget), rows plugin:model, seeds as mean ± std (n); diverged seeds are listed.
+    NLLs are marked exact (bare), bound (≤) or estimate (≈). Each metric ranks the rows as a
+    superscript; '#' is the rank by test NLL (bits/dim, else nats), or by FID without one.
+
+    \b
+    Writes, byte-for-byte the same from the same records:
+      OUT/leaderboard.md    every table, the capability matrix, sample grids and curves
+      OUT/leaderboard.csv   every row, numbers unrounded (one line per dataset, budget, model)
+      OUT/leaderboard.tex   booktabs tables (\\usepackage{booktabs})
+      OUT/index.html        one page, sortable columns, works offline
+      OUT/protocol.md       datasets, budgets, hardware, versions, a command per row
+      OUT/assets/*.png      per row: the sample grid and validation NLL against time
+
+    \b
+    Example (a leaderboard kept with its records):
+      evalgen leaderboard leaderboards/NAME/runs --out leaderboards/NAME
+    """
+    from evalgen.cli import user_errors
+    from evalgen.leaderboard.build import build_leaderboard
+
+    def build() -> None:
+        paths = build_leaderboard(runs_dir, out_dir, report=lambda line: click.echo(line, err=True))
+        click.echo(f"leaderboard: {len(paths)} files in {out_dir} (open {out_dir / 'index.html'})")
+
+    user_errors(build)()

@@ -1,0 +1,155 @@
+"""The leaderboard as one static page: sortable tables (inline script, no network), sample grids
+and learning curves (relative links into assets/)."""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+from html import escape
+
+from evalgen.leaderboard.board import BY_NAME, Board, Capability, Cell, Column, Row
+from evalgen.leaderboard.formats import CAPABILITY_HEADERS, CAPABILITY_NOTE, GENERATED, legend, rank_note
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+td.num { text-align: right; white-space: nowrap; }
+th { cursor: pointer; background: #f4f4f4; user-select: none; }
+th[aria-sort="ascending"]::after { content: " \\25B2"; }
+th[aria-sort="descending"]::after { content: " \\25BC"; }
+sup { color: #666; }
+.gallery { display: flex; flex-wrap: wrap; gap: 1em; }
+figure { margin: 0; border: 1px solid #ddd; padding: 0.5em; }
+figcaption { font-size: 0.8em; max-width: 420px; }
+code { font-size: 0.85em; }
+"""
+
+# Click a header: sort by its data-sort values (numbers or text); empty values stay last.
+# Columns where higher is better sort descending first. The sort is stable.
+SCRIPT = """
+"use strict";
+function sortKey(cell, numeric) {
+  const raw = cell.dataset.sort;
+  if (raw === undefined || raw === "") return null;
+  return numeric ? Number(raw) : raw;
+}
+function sortBy(th) {
+  const body = th.closest("table").tBodies[0];
+  const column = th.cellIndex;
+  const numeric = th.dataset.type === "number";
+  const first = th.dataset.better === "higher" ? "descending" : "ascending";
+  const other = first === "ascending" ? "descending" : "ascending";
+  const direction = th.getAttribute("aria-sort") === first ? other : first;
+  for (const header of th.parentNode.cells) header.removeAttribute("aria-sort");
+  th.setAttribute("aria-sort", direction);
+  const sign = direction === "ascending" ? 1 : -1;
+  const rows = Array.from(body.rows);
+  rows.sort((a, b) => {
+    const x = sortKey(a.cells[column], numeric), y = sortKey(b.cells[column], numeric);
+    if (x === null || y === null) return (x === null) - (y === null);
+    return sign * (numeric ? x - y : (x < y ? -1 : x > y ? 1 : 0));
+  });
+  for (const row of rows) body.appendChild(row);
+}
+for (const th of document.querySelectorAll("table.sortable th")) {
+  th.tabIndex = 0;
+  th.addEventListener("click", () => sortBy(th));
+  th.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); sortBy(th); }
+  });
+}
+"""
+
+
+def _sort_value(value: object) -> str:
+    if value is None:
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _header(column: Column) -> str:
+    metric = BY_NAME.get(column.name)
+    better = f' data-better="{metric.better}"' if metric is not None and metric.better else ""
+    kind = "number" if column.numeric else "text"
+    return f'<th scope="col" data-type="{kind}"{better}>{escape(column.header)}</th>'
+
+
+def _cell(cell: Cell, column: Column, row: Row) -> str:
+    text = escape(cell.text)
+    rank = column.superscript(cell)
+    if rank is not None:
+        text += f"<sup>{rank}</sup>"
+    attributes = f' data-sort="{escape(_sort_value(cell.value))}"'
+    if column.numeric:
+        attributes += ' class="num"'
+    if column.name == "model":
+        attributes += f' title="{escape(row.command)}"'
+    return f"<td{attributes}>{text}</td>"
+
+
+def _table(board: Board) -> str:
+    head = "".join(_header(c) for c in board.columns)
+    body = "\n".join("<tr>" + "".join(_cell(cell, col, row) for cell, col in zip(row.cells, board.columns)) + "</tr>"
+                     for row in board.rows)
+    return (f'<div class="scroll"><table class="sortable" id="table-{escape(board.slug)}">\n'
+            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>")
+
+
+def _gallery(board: Board, assets: dict[str, dict[str, str]]) -> str:
+    figures = []
+    for row in board.rows:
+        found = assets.get(row.asset_id, {})
+        images = "".join(f'<img src="{escape(found[kind])}" alt="{kind} of {escape(row.label)}">'
+                         for kind in ("samples", "curve") if kind in found)
+        if images:
+            figures.append(f"<figure>{images}<figcaption><b>{escape(row.label)}</b>: "
+                           f"<code>{escape(row.command)}</code></figcaption></figure>")
+    if not figures:
+        return ""
+    return ('<h3>Samples (lowest seed) and validation NLL against training time</h3>\n<div class="gallery">\n'
+            + "\n".join(figures) + "\n</div>")
+
+
+def _capabilities(capabilities: list[Capability]) -> str:
+    head = "".join(f'<th scope="col" data-type="text">{escape(h)}</th>' for h in CAPABILITY_HEADERS)
+    body = "\n".join("<tr>" + "".join(f'<td data-sort="{escape(v)}">{escape(v)}</td>' for v in astuple(c)) + "</tr>"
+                     for c in capabilities)
+    return (f'<table class="sortable" id="table-capabilities">\n<thead><tr>{head}</tr></thead>\n'
+            f"<tbody>\n{body}\n</tbody>\n</table>")
+
+
+def leaderboard_html(boards: list[Board], capabilities: list[Capability], assets: dict[str, dict[str, str]],
+                     num_records: int) -> str:
+    items = "".join(f"<li>{escape(line)}</li>" for line in legend())
+    links = " · ".join(f'<a href="#{escape(b.slug)}">{escape(b.title)}</a>' for b in boards)
+    sections = []
+    for board in boards:
+        sections.append(f'<section id="{escape(board.slug)}">\n<h2>{escape(board.title)}</h2>\n{_table(board)}\n'
+                        f"<p>{escape(rank_note(board))}</p>\n{_gallery(board, assets)}\n</section>")
+    return f"""<!DOCTYPE html>
+<!-- {escape(GENERATED)} -->
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Leaderboard</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<h1>Leaderboard</h1>
+<p>{num_records} run records. Click a column header to sort; hover a model for the command that reproduces it.
+Also: <a href="leaderboard.md">Markdown</a>, <a href="leaderboard.csv">CSV</a>, <a href="leaderboard.tex">LaTeX</a>,
+<a href="protocol.md">protocol</a>.</p>
+<ul>{items}</ul>
+<nav>{links} · <a href="#capabilities">Capabilities</a></nav>
+{chr(10).join(sections)}
+<section id="capabilities">
+<h2>Capabilities</h2>
+<p>{escape(CAPABILITY_NOTE)}</p>
+{_capabilities(capabilities)}
+</section>
+<script>{SCRIPT}</script>
+</body>
+</html>
+"""

@@ -1,0 +1,100 @@
+"""protocol.md: what the numbers of a leaderboard were measured on, with what, and how to get
+every row again."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from evalgen.leaderboard.board import Board
+from evalgen.leaderboard.collect import Found
+from evalgen.leaderboard.formats import GENERATED, markdown_table
+
+#: Budget fields in the order `evalgen budgets` shows them; others follow, sorted.
+BUDGET_FIELDS = ("name", "target", "max_seconds", "max_steps", "max_examples", "batch_size", "eval_every",
+                 "patience", "num_samples", "importance_samples", "valid_importance_samples", "summary")
+VERSIONS = (("evalgen", "evalgen_version"), ("git commit", "git_commit"), ("torch", "torch_version"),
+            ("CUDA", "cuda_version"), ("python", "python_version"))
+
+
+def _text(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def _first_of_each(found: list[Found], name: Callable[[dict[str, Any]], str]) -> list[dict[str, Any]]:
+    firsts: dict[str, dict[str, Any]] = {}
+    for item in found:
+        firsts.setdefault(name(item.record), item.record)
+    return [firsts[key] for key in sorted(firsts)]
+
+
+def _datasets(found: list[Found]) -> str:
+    rows = []
+    for record in _first_of_each(found, lambda r: r["dataset"]["name"]):
+        data = record["dataset"]
+        rows.append([data["name"], data["kind"], "×".join(map(str, data["shape"])), _text(data["levels"]),
+                     " / ".join(f"{n:,}" for n in data["sizes"]), _text(data["checksum"]), data["source"]])
+    return markdown_table(["dataset", "kind", "shape", "levels", "train / valid / test", "sha256 of the data",
+                           "source"], rows, [False, False, False, True, True, False, False])
+
+
+def _budgets(found: list[Found]) -> str:
+    budgets = [r["training"]["budget"] for r in _first_of_each(found, lambda r: r["spec"]["budget"])]
+    extra = sorted({k for b in budgets for k in b} - set(BUDGET_FIELDS))
+    names = [f for f in BUDGET_FIELDS if any(f in b for b in budgets)] + extra
+    return markdown_table(names, [[_text(b.get(f)) for f in names] for b in budgets],
+                          [f not in ("name", "target", "summary") for f in names])
+
+
+def _counted(values: list[str]) -> str:
+    return "; ".join(f"{value} ({n} record{'s' if n > 1 else ''})" for value, n in sorted(Counter(values).items()))
+
+
+def _hardware(found: list[Found]) -> str:
+    pairs = Counter((r["provenance"]["device_name"], r["provenance"]["platform"]) for r in (f.record for f in found))
+    return markdown_table(["device", "platform", "records"],
+                          [[device, platform, str(n)] for (device, platform), n in sorted(pairs.items())],
+                          [False, False, True])
+
+
+def _versions(found: list[Found]) -> str:
+    records = [f.record for f in found]
+    lines = [f"- {title}: {_counted([_text(r['provenance'][key]) for r in records])}" for title, key in VERSIONS]
+    plugins = sorted({r["spec"]["plugin"] for r in records})
+    lines += [f"- plugin {name}: "
+              + _counted([_text(r["model"]["plugin_version"]) or "—" for r in records if r["spec"]["plugin"] == name])
+              for name in plugins]
+    return "\n".join(lines)
+
+
+def _seeds(seeds: tuple[int, ...]) -> str:
+    text = ", ".join(map(str, seeds))
+    if seeds != tuple(range(len(seeds))):
+        text += f" (the command runs seeds 0 to {max(seeds)})"
+    return text
+
+
+def _reproduce(board: Board) -> str:
+    rows = [[row.label, _seeds(row.seeds), f"`{row.command}`"] for row in board.rows]
+    return markdown_table(["model", "seeds", "command"], rows, [False, False, False])
+
+
+def protocol_markdown(found: list[Found], boards: list[Board], runs_relative: str) -> str:
+    """The protocol of the leaderboard built from ``found``; ``runs_relative``: the runs folder
+    as seen from the output folder, for the command that regenerates it."""
+    parts = [
+        "# Protocol", f"<!-- {GENERATED} -->",
+        f"How the numbers of this leaderboard were obtained, from {len(found)} run records. Regenerate "
+        "every file of this folder, byte for byte (the PNGs with the same matplotlib version), "
+        f"by running this in it:\n\n    evalgen leaderboard {runs_relative} --out .",
+        "## Datasets", "Splits are fixed; the checksum covers the stored values.", _datasets(found),
+        "## Budgets", "Training stops at the first limit reached; evaluation is not charged to it.", _budgets(found),
+        "## Hardware", _hardware(found),
+        "## Versions", _versions(found),
+        "## Reproducing each row",
+        "Each command trains and evaluates that row's seeds into `evalgen-runs/` (`--out` to change).",
+    ]
+    for board in boards:
+        parts += [f"### {board.title}", _reproduce(board)]
+    return "\n\n".join(parts) + "\n"

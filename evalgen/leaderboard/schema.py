@@ -1,0 +1,112 @@
+"""The JSON Schema of run records, version 1 (``evalgen.run-record/1``), and validation against it.
+
+It pins down what readers of records (tables, leaderboards) rely on; metric sections may carry
+more fields than listed, and a metric that did not apply is ``{"skipped": "<why>"}``. A change
+that removes a field or changes its meaning needs a new schema version (`evalgen.records`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from evalgen.errors import EvalgenError
+from evalgen.records import SCHEMA
+
+_STRING = {"type": "string"}
+_NAME = {"type": "string", "minLength": 1}
+_COUNT = {"type": "integer", "minimum": 0}
+_NUMBER = {"type": "number"}
+
+
+def _optional(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    """An object with these properties, all required unless listed otherwise; more are allowed."""
+    return {"type": "object", "properties": properties,
+            "required": sorted(properties) if required is None else required}
+
+
+def _metric(properties: dict[str, Any]) -> dict[str, Any]:
+    """A metric section: its numbers (any may be missing), or the reason it was skipped."""
+    return {"anyOf": [_object({"skipped": _STRING}), _object(properties, required=[])]}
+
+
+_BUDGET = _object({
+    "name": _NAME, "summary": _STRING, "max_seconds": _NUMBER, "max_steps": _COUNT,
+    "max_examples": _optional(_COUNT), "batch_size": _COUNT, "eval_every": _COUNT, "patience": _COUNT,
+    "num_samples": _COUNT, "target": _STRING, "importance_samples": _COUNT, "valid_importance_samples": _COUNT,
+})
+
+_HISTORY_ROW = {  # [step, wall-clock seconds, train loss, validation NLL in nats]
+    "type": "array", "minItems": 4, "maxItems": 4,
+    "prefixItems": [_COUNT, _NUMBER, _optional(_NUMBER), _optional(_NUMBER)],
+}
+
+RUN_RECORD_1: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": SCHEMA,
+    **_object({
+        "schema": {"const": SCHEMA},
+        "key": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
+        "status": {"enum": ["ok", "diverged"]},
+        "spec": _object({
+            "plugin": _NAME, "model": _NAME, "dataset": _NAME, "budget": _NAME, "seed": _COUNT,
+            "config": {"type": "object"}, "importance_samples": _optional({"type": "integer", "minimum": 1}),
+        }),
+        "model": _object({
+            "likelihood": _NAME, "parameters": _COUNT, "summary": _STRING, "family_summary": _STRING,
+            "reference": _STRING, "representation": _STRING, "plugin_version": _optional(_STRING),
+            "importance_samples": _optional(_object({"test": _COUNT, "validation": _COUNT})),
+        }),
+        "dataset": _object({
+            "name": _NAME, "kind": _NAME, "shape": {"type": "array", "items": _COUNT},
+            "levels": _optional(_COUNT), "checksum": _optional(_STRING), "source": _STRING,
+            "sizes": {"type": "array", "items": _COUNT, "minItems": 3, "maxItems": 3},
+        }),
+        "training": _object({
+            "budget": _BUDGET, "seconds": _NUMBER, "steps": _COUNT, "examples": _COUNT,
+            "stopped_by": _optional(_STRING), "best_step": _optional(_COUNT),
+            "best_valid_nll_nats": _optional(_NUMBER), "diverged_at_step": _optional(_COUNT),
+            "divergence": _optional(_STRING), "history": {"type": "array", "items": _HISTORY_ROW},
+            "losses": {"type": "object", "additionalProperties": {"type": "array", "items": _optional(_NUMBER)}},
+        }),
+        "metrics": _object({
+            "sampling": _object({"num_samples": _COUNT, "seconds": _NUMBER,
+                                 "samples_per_second": _optional(_NUMBER)}),
+            "test_nll": _metric({"nats": _NUMBER, "bits_per_dim": _optional(_NUMBER), "kind": _STRING,
+                                 "elbo": _optional(_object({"nats": _NUMBER}, required=[]))}),
+            "sample_quality": _metric({"extractor": _STRING, "fid": _optional(_NUMBER),
+                                       "inception_score_mean": _optional(_NUMBER),
+                                       "kid_mean": _optional(_NUMBER)}),
+            "outliers": _metric({"headline": _STRING, "score": _STRING, "in_distribution": _STRING,
+                                 "sets": {"type": "object",
+                                          "additionalProperties": _object({"auroc": _NUMBER}, required=[])}}),
+        }, required=[]),
+        "samples_grid": _optional({"type": "string", "pattern": r"^samples/[A-Za-z0-9._-]+\.png$"}),
+        "provenance": _object({
+            "evalgen_version": _NAME, "git_commit": _optional(_STRING), "torch_version": _STRING,
+            "cuda_version": _optional(_STRING), "python_version": _STRING, "platform": _STRING,
+            "device": _STRING, "device_name": _STRING, "created_at": _STRING,
+        }),
+    }),
+}
+
+_VALIDATOR = jsonschema.Draft202012Validator(RUN_RECORD_1)
+_LONGEST_MESSAGE = 160
+
+
+def validate_record(record: Any, path: Path) -> None:
+    """Raise a one-line EvalgenError naming the file and the first offending field, if any."""
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(record))
+    if error is None:
+        return
+    where = "/".join(str(part) for part in error.absolute_path) or "the top level"
+    message = " ".join(error.message.split())
+    if len(message) > _LONGEST_MESSAGE:
+        message = message[:_LONGEST_MESSAGE] + "..."
+    raise EvalgenError(f"{path} is not a valid {SCHEMA} record: at {where}: {message}")

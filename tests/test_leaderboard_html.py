@@ -1,0 +1,105 @@
+"""The leaderboard page in a real browser: headless Chromium through the system chromedriver.
+
+Skipped where Chromium is not installed, except under CI=true, where it must run (.ci/run
+installs the Debian packages chromium and chromium-driver).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from evalgen.cli import main
+from test_leaderboard import PNG_MAGIC, shared_runs
+
+BROWSERS = ("chromium", "chromium-browser")
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run the browser test (.ci/run installs chromium chromium-driver)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> tuple[str, str]:
+    """The browser and driver binaries (checked before any records are built)."""
+    if importlib.util.find_spec("selenium") is None:
+        _missing("selenium is not installed (pip install evalgen[test])")
+    binary = next(filter(None, map(shutil.which, BROWSERS)), None)
+    driver = shutil.which("chromedriver")
+    if binary is None or driver is None:
+        _missing(f"chromium or chromedriver not found on PATH (browser: {binary}, driver: {driver})")
+    return binary, driver
+
+
+@pytest.fixture(scope="module")
+def page(chromium, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("html")
+    result = CliRunner().invoke(main, ["leaderboard", str(shared_runs(tmp_path_factory)), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out / "index.html"
+
+
+@pytest.fixture
+def browser(chromium, monkeypatch):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = chromium
+    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager look for downloads
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1200"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _column(driver, table_id: str, index: int) -> list[str]:
+    """The sort keys of one column, in the order the rows are shown."""
+    script = "return Array.from(document.getElementById(arguments[0]).tBodies[0].rows, r => r.cells[arguments[1]]);"
+    return [cell.get_attribute("data-sort") for cell in driver.execute_script(script, table_id, index)]
+
+
+def test_the_page_renders_sorts_by_column_and_shows_its_images(page, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    browser.get(page.as_uri())
+    assert browser.title == "Leaderboard"
+    table_id = "table-digits--unit"
+    table = browser.find_element(By.ID, table_id)
+    headers = [th.text for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert headers[:2] == ["#", "model"] and any(h.startswith("FID ↓") for h in headers)
+    rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert len(rows) == 6 and all(row.is_displayed() for row in rows)
+
+    before = _column(browser, table_id, 1)
+    table.find_elements(By.CSS_SELECTOR, "thead th")[1].click()
+    after = _column(browser, table_id, 1)
+    assert after != before and after == sorted(before)
+    table.find_elements(By.CSS_SELECTOR, "thead th")[1].click()
+    assert _column(browser, table_id, 1) == sorted(before, reverse=True)
+
+    fid = headers.index(next(h for h in headers if h.startswith("FID ↓")))
+    table.find_elements(By.CSS_SELECTOR, "thead th")[fid].click()
+    values = _column(browser, table_id, fid)
+    numbers = [float(v) for v in values if v]
+    assert numbers == sorted(numbers) and values[len(numbers):] == [""] * (len(values) - len(numbers))
+    assert table.find_elements(By.CSS_SELECTOR, "thead th")[fid].get_attribute("aria-sort") == "ascending"
+
+    broken = browser.execute_script(
+        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);")
+    assert browser.execute_script("return document.images.length;") > 0 and broken == []
+
+    shot = tmp_path / "leaderboard.png"
+    assert browser.save_screenshot(str(shot))
+    assert shot.read_bytes().startswith(PNG_MAGIC) and shot.stat().st_size > 10_000
