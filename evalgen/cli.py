@@ -172,3 +172,7 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
 from evalgen.leaderboard.cli import leaderboard_command  # noqa: E402  (it imports this module lazily)
 
 main.add_command(leaderboard_command)
+
+from evalgen.new_plugin import new_plugin_command  # noqa: E402  (it imports this module lazily)
+
+main.add_command(new_plugin_command)
