@@ -3,6 +3,7 @@ every row again."""
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,8 @@ from evalgen.leaderboard.formats import GENERATED, markdown_table
 #: Budget fields in the order `evalgen budgets` shows them; others follow, sorted.
 BUDGET_FIELDS = ("name", "target", "max_seconds", "max_steps", "max_examples", "batch_size", "eval_every",
                  "patience", "num_samples", "importance_samples", "valid_importance_samples", "summary")
+#: The plots' renderer: PNG bytes are only reproducible with the same version.
+PLOTTED_WITH = f"matplotlib {importlib.metadata.version('matplotlib')}"
 VERSIONS = (("evalgen", "evalgen_version"), ("git commit", "git_commit"), ("torch", "torch_version"),
             ("CUDA", "cuda_version"), ("python", "python_version"))
 
@@ -86,8 +89,8 @@ def protocol_markdown(found: list[Found], boards: list[Board], runs_relative: st
     parts = [
         "# Protocol", f"<!-- {GENERATED} -->",
         f"How the numbers of this leaderboard were obtained, from {len(found)} run records. Regenerate "
-        "every file of this folder, byte for byte (the PNGs with the same matplotlib version), "
-        f"by running this in it:\n\n    evalgen leaderboard {runs_relative} --out .",
+        f"every file of this folder, byte for byte (the PNGs with the same matplotlib version: "
+        f"{PLOTTED_WITH}), by running this in it:\n\n    evalgen leaderboard {runs_relative} --out .",
         "## Datasets", "Splits are fixed; the checksum covers the stored values.", _datasets(found),
         "## Budgets", "Training stops at the first limit reached; evaluation is not charged to it.", _budgets(found),
         "## Hardware", _hardware(found),
