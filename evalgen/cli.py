@@ -167,12 +167,14 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
         raise EvalgenError(f"{len(result.failures)} run(s) failed{more}; {spec.key}: {reason}")
 
 
+from evalgen.new_plugin import new_plugin_command  # noqa: E402  (it imports this module lazily)
 
+main.add_command(new_plugin_command)
 
 from evalgen.leaderboard.cli import leaderboard_command  # noqa: E402  (it imports this module lazily)
 
 main.add_command(leaderboard_command)
 
-from evalgen.new_plugin import new_plugin_command  # noqa: E402  (it imports this module lazily)
+from evalgen.testing.cli import check_command  # noqa: E402  (it imports this module lazily)
 
-main.add_command(new_plugin_command)
+main.add_command(check_command)

@@ -1,0 +1,42 @@
+"""Every bundled family through the conformance kit (evalgen.testing), every check.
+
+Each family takes a few seconds (the slowest, autoregressive and vae, about 10 s on two CPU
+cores). The energy-based models run with a short AIS schedule here (their log Z estimate with
+the default 14,500 temperatures takes seconds per call); the long test runs them as shipped.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from evalgen.testing import check_plugin
+
+BUNDLED = ("baselines", "flows", "vae", "gan", "ebm", "autoregressive")
+#: Plugin options (as ``-o``) that keep a family's checks short.
+FAST_OPTIONS = {"ebm": {"ais_steps": 300, "burn_in": 100}}
+
+#: Failures the kit finds in bundled families that are not fixed yet: family -> {label: why}. The
+#: test fails if any other check fails, and also once none of these fails any more (remove them
+#: then). (The flows' dequantized normalization failed here until their logit alpha went from
+#: 0.05 to 1e-6: see evalgen_flows.layers.DEFAULT_ALPHA.)
+KNOWN_FAILURES: dict[str, dict[str, str]] = {}
+
+
+def _assert_conforms(family: str, options: dict) -> None:
+    report = check_plugin(family, config=options)
+    known = KNOWN_FAILURES.get(family, {})
+    unexpected = [r for r in report.failures if r.label not in known]
+    assert not unexpected, "\n" + "\n".join(f"{r.label}: {r.message}" for r in unexpected) + "\n" + report.summary()
+    if known:
+        assert report.failures, f"no known failure of '{family}' fails any more: remove them from KNOWN_FAILURES"
+    assert len(report.results) > 10
+
+
+@pytest.mark.parametrize("family", BUNDLED)
+def test_bundled_family_passes_the_conformance_kit(family):
+    _assert_conforms(family, FAST_OPTIONS.get(family, {}))
+
+
+@pytest.mark.long
+def test_energy_based_models_pass_with_their_default_ais_schedule():
+    _assert_conforms("ebm", {})
