@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import ElementwiseAffine, Flow, LogitTransform, Transform
+from .layers import DEFAULT_ALPHA, ElementwiseAffine, Flow, LogitTransform, Transform
 
 
 def coupling_mask(dim: int, index: int, event_shape: tuple[int, ...]) -> torch.Tensor:
@@ -92,7 +92,7 @@ class RealNVP(Flow):
     """
 
     def __init__(self, event_shape: tuple[int, ...], layers: int = 8, hidden: int = 128,
-                 dequantized: bool = False, alpha: float = 0.05) -> None:
+                 dequantized: bool = False, alpha: float = DEFAULT_ALPHA) -> None:
         dim = math.prod(event_shape)
         transforms: list[Transform] = [LogitTransform(alpha)] if dequantized else []
         transforms.append(ElementwiseAffine(dim))

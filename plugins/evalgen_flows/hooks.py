@@ -21,7 +21,7 @@ from evalgen import (
 )
 
 from .coupling import RealNVP
-from .layers import Flow
+from .layers import DEFAULT_ALPHA, Flow
 from .maf import MAF
 from .planar import PlanarFlow
 
@@ -78,7 +78,7 @@ def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[s
         raise ValueError(f"unknown flows model {model_name!r}; choose from {sorted(DEFAULT_LR)}")
     layers_d, hidden_d = default_sizes(model_name, dataset.num_dims)
     layers = _opt(config, "layers", layers_d, int)
-    alpha = _opt(config, "alpha", 0.05, float)
+    alpha = _opt(config, "alpha", DEFAULT_ALPHA, float)
     if model_name == "planar":
         model: Flow = PlanarFlow(shape, layers=layers, dequantized=dequantized, alpha=alpha)
     else:

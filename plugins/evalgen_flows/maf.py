@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ElementwiseAffine, Flow, LogitTransform, Reverse, Transform
+from .layers import DEFAULT_ALPHA, ElementwiseAffine, Flow, LogitTransform, Reverse, Transform
 
 
 class MaskedLinear(nn.Linear):
@@ -134,7 +134,7 @@ class MAF(Flow):
     """
 
     def __init__(self, event_shape: tuple[int, ...], layers: int = 5, hidden: int = 128,
-                 dequantized: bool = False, alpha: float = 0.05) -> None:
+                 dequantized: bool = False, alpha: float = DEFAULT_ALPHA) -> None:
         dim = math.prod(event_shape)
         transforms: list[Transform] = [LogitTransform(alpha)] if dequantized else []
         transforms.append(ElementwiseAffine(dim))

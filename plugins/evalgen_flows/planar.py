@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ElementwiseAffine, Flow, LogitTransform, Transform
+from .layers import DEFAULT_ALPHA, ElementwiseAffine, Flow, LogitTransform, Transform
 
 #: ``w . u_hat`` is kept above ``-1 + WU_MARGIN`` so that ``1 + (w . u_hat) tanh'`` stays
 #: bounded away from 0 even after floating-point rounding.
@@ -179,7 +179,7 @@ class PlanarFlow(Flow):
     """
 
     def __init__(self, event_shape: tuple[int, ...], layers: int = 32, dequantized: bool = False,
-                 alpha: float = 0.05) -> None:
+                 alpha: float = DEFAULT_ALPHA) -> None:
         dim = math.prod(event_shape)
         transforms: list[Transform] = [LogitTransform(alpha)] if dequantized else []
         transforms += [PlanarStack(dim, layers), ElementwiseAffine(dim)]
