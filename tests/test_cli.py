@@ -11,21 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from evalgen.cli import main
+from toy_plugins import assert_one_line_error
 
 TESTS_DIR = Path(__file__).resolve().parent
 
 
 def invoke(*args):
     return CliRunner().invoke(main, list(args))
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in last, last
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 import toy_plugins
+from toy_plugins import assert_one_line_error
 from evalgen.cli import main, run_command
 from evalgen.datasets.base import LoadContext
 from evalgen.harness.runner import RunContext, run_sweep
@@ -230,15 +231,6 @@ def test_variants_are_separate_rows():
                 "model": {"likelihood": "exact", "parameters": 1}, "provenance": {"device_name": "cpu"}}
                for config in ({}, {"lr": 0.1})]
     assert summary_frame(records_frame(records))["variant"].tolist() == ["", "lr=0.1"]
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in last, last
 
 
 @pytest.fixture

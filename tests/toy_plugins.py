@@ -132,3 +132,13 @@ class QuickSteps:
 
 
 quick_steps = QuickSteps()
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """A CLI result that failed with one "Error: ..." line naming every fragment, no traceback."""
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: "), result.output
+    for fragment in fragments:
+        assert fragment in last, last
