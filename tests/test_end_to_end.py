@@ -9,8 +9,8 @@ from evalgen.cli import main
 
 @pytest.mark.slow
 def test_every_flow_beats_the_independent_pixel_baseline_on_digits(tmp_path, install_plugin):
-    """The README's command, with `quick` made step-bound so that a loaded machine cannot cut
-    training short (on an idle one `quick` stops by early stopping first)."""
+    """The README's command, with `quick` made step-bound (1,000 steps, `toy_plugins.QuickSteps`)
+    so that a loaded machine cannot cut training short and the suite stays fast."""
     install_plugin("quicksteps", "toy_plugins:quick_steps")
     result = CliRunner().invoke(main, ["run", "--plugin", "flows", "--budget", "quick-steps", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
