@@ -45,6 +45,23 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class Folder(click.Path):
+    """A folder argument as a Path; an empty string is refused (``Path("")`` would silently be the
+    current folder)."""
+
+    name = "folder"
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            option = param.opts[-1] if param is not None and param.opts else "the folder"
+            # One line like every other bad input, not click's usage block.
+            raise click.ClickException(f"{option} is empty; give a folder, e.g. evalgen-runs (. for the current one)")
+        return super().convert(value, param, ctx)
+
+
 def _plugins():
     from evalgen.plugins import load_plugins
 
@@ -126,9 +143,9 @@ def _parse_value(value: str) -> Any:
 @click.option("--budget", default="quick", show_default=True, help="Budget preset (evalgen budgets).")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1), help="Seeds 0..N-1.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, type=click.Path(path_type=Path),
+@click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True, type=Folder(),
               help="Folder for records, checkpoints and tables.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--data-dir", type=Folder(), default=None,
               help="Dataset folder (default: $EVALGEN_DATA_DIR or the user cache).")
 @click.option("-o", "--option", "options", multiple=True, help="Plugin option key=value (repeatable).")
 @click.option("--baseline/--no-baseline", default=True, show_default=True,

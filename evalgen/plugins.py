@@ -17,7 +17,7 @@ from evalgen.budgets import Budget
 from evalgen.datasets.base import DatasetSpec
 from evalgen.errors import EvalgenError, unknown_name
 from evalgen.metrics.registry import MetricSpec
-from evalgen.registry import Registry
+from evalgen.registry import Registry, check_name
 from evalgen.types import FamilyInfo
 
 ENTRY_POINT_GROUP = "evalgen"
@@ -165,6 +165,9 @@ def _declared_family(pm: pluggy.PluginManager, obj: object) -> FamilyInfo | None
             info = impl.function()
             if not isinstance(info, FamilyInfo):
                 raise EvalgenError(f"evalgen_family returned {type(info).__name__}, expected FamilyInfo")
+            check_name("family", info.name)
+            for spec in info.models:
+                check_name(f"model of family '{info.name}'", spec.name)
             return info
     return None
 

@@ -1,36 +1,31 @@
-"""Run records: one JSON file per (plugin, model, dataset, budget, seed), written atomically."""
+"""Run records: one JSON file per (plugin, model, dataset, budget, seed), written atomically.
+
+A record read from disk is untrusted (it may come from another machine, be truncated, or be
+crafted): `read_record` parses it strictly (`evalgen.storage.read_json`: no NaN or Infinity),
+validates it against the schema (`evalgen.record_schema`) and checks that it is what its file
+name says it is (`check_identity`), so that a record is only ever reused or published as the run
+it really is.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+import math
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from evalgen.errors import EvalgenError
+from evalgen.harness.spec import RunSpec
+from evalgen.record_schema import SCHEMA, SCHEMA_NAME, SCHEMA_VERSION, validate_record
+from evalgen.storage import atomic_write_bytes, check_real_folder, read_json
 
-SCHEMA_NAME = "evalgen.run-record"
-#: Bumped whenever a field changes meaning or a reader could no longer find what it needs.
-SCHEMA_VERSION = 1
-SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
+__all__ = ["RECORDS_DIR", "SCHEMA", "SCHEMA_NAME", "SCHEMA_VERSION", "atomic_write_bytes", "check_identity",
+           "ensure_writable", "find_record", "read_record", "record_path", "write_record"]
+
 RECORDS_DIR = "records"
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+#: Relative tolerance of the bits/dim a record states against the one its nats give.
+BITS_PER_DIM_RTOL = 1e-6
 
 
 def record_path(out_dir: Path, key: str) -> Path:
@@ -44,35 +39,69 @@ def write_record(out_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise EvalgenError(f"cannot read run record {path}: {exc}") from exc
+def _check_schema_name(record: Any, path: Path) -> None:
     schema = record.get("schema") if isinstance(record, dict) else None
     if isinstance(schema, str) and schema.startswith(f"{SCHEMA_NAME}/") and schema != SCHEMA:
         raise EvalgenError(f"{path} is a run record of schema {schema}, which this evalgen cannot read "
                            f"(it reads {SCHEMA}); use the evalgen version that wrote it")
     if schema != SCHEMA:
         raise EvalgenError(f"{path} is not an evalgen run record (expected schema {SCHEMA})")
+
+
+def _check_bits_per_dim(record: dict[str, Any], path: Path) -> None:
+    nll = record["metrics"].get("test_nll") or {}
+    nats, bits = nll.get("nats"), nll.get("bits_per_dim")
+    if nats is None or bits is None:
+        return
+    expected = nats / (math.prod(record["dataset"]["shape"]) * math.log(2))
+    if abs(bits - expected) > BITS_PER_DIM_RTOL * max(abs(expected), 1.0):
+        raise EvalgenError(f"{path}: test NLL of {bits} bits/dim does not match its {nats} nats over "
+                           f"{math.prod(record['dataset']['shape'])} dimensions ({expected:.6g} bits/dim); "
+                           f"the record was edited or is corrupt: delete it and run it again")
+
+
+def check_identity(record: dict[str, Any], path: Path) -> None:
+    """The record is the run its file name and its spec say: key = file name = the spec's key,
+    and the dataset and budget sections describe the spec's dataset and budget."""
+    spec = record["spec"]
+    key = RunSpec(**spec).key
+    if record["key"] != key:
+        raise EvalgenError(f"{path}: its key '{record['key']}' is not the key of its spec ('{key}'); "
+                           f"the record was edited or is corrupt: delete it and run it again")
+    if path.name != f"{key}.json":
+        raise EvalgenError(f"{path}: the file name does not match the record inside ('{key}'); "
+                           f"rename it to {key}.json or delete it")
+    for section, name in (("dataset", record["dataset"]["name"]), ("budget", record["training"]["budget"]["name"])):
+        if name != spec[section]:
+            raise EvalgenError(f"{path}: its spec names {section} '{spec[section]}' but it describes '{name}'; "
+                               f"the record was edited or is corrupt: delete it and run it again")
+    _check_bits_per_dim(record, path)
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A record read strictly and validated; anything wrong is one EvalgenError naming ``path``."""
+    record = read_json(path, "run record")
+    _check_schema_name(record, path)
+    validate_record(record, path)
+    check_identity(record, path)
     return record
 
 
 def find_record(out_dir: Path, key: str) -> dict[str, Any] | None:
     path = record_path(out_dir, key)
-    return read_record(path) if path.exists() else None
+    return read_record(path) if path.exists() or path.is_symlink() else None
 
 
-def read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    return [read_record(p) for p in paths]
-
-
-def ensure_writable(out_dir: Path) -> None:
-    """Fail early, with one line, if results could not be saved in ``out_dir``."""
-    try:
-        (out_dir / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir / RECORDS_DIR):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise EvalgenError(f"cannot write results to {out_dir}: {reason}; choose another --out") from None
+def ensure_writable(out_dir: Path, folders: tuple[str, ...] = (RECORDS_DIR,)) -> None:
+    """Fail early, with one line, if results could not be saved in ``out_dir``: each of
+    ``folders`` must be a real folder (not a link elsewhere) in which a file can be created."""
+    for name in folders:
+        folder = check_real_folder(out_dir, name)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise EvalgenError(f"cannot write results to {folder}: {reason}; make it writable or "
+                               f"choose another --out") from None

@@ -1,11 +1,37 @@
-"""A name -> item registry that rejects duplicates and suggests close names."""
+"""A name -> item registry that rejects duplicates and unsafe names, and suggests close names.
+
+Names of plugins, models, datasets, budgets and metrics end up in file names (run keys, records,
+checkpoints, leaderboard assets) and in tables, so they are restricted to one character class,
+`NAME_PATTERN`: letters and digits in runs joined by single '.', '_' or '-' (no '/', no '..', no
+'--', which separates the parts of a run key, nothing that needs escaping anywhere).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Generic, Protocol, TypeVar
 
 from evalgen.errors import EvalgenError, unknown_name
+
+
+__all__ = ["NAME_MAX_LENGTH", "NAME_PATTERN", "Registry", "check_name", "is_valid_name"]
+
+NAME_PATTERN = r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$"
+NAME_MAX_LENGTH = 64
+_NAME = re.compile(NAME_PATTERN)
+
+
+def is_valid_name(name: object) -> bool:
+    return isinstance(name, str) and len(name) <= NAME_MAX_LENGTH and _NAME.fullmatch(name) is not None
+
+
+def check_name(what: str, name: object) -> str:
+    """``name`` if it is a valid name of a ``what``, else a one-line EvalgenError."""
+    if not is_valid_name(name):
+        raise EvalgenError(f"{what} name {name!r} is not allowed: use at most {NAME_MAX_LENGTH} letters and digits, "
+                           f"joined by single '.', '_' or '-' (e.g. 'wgan-gp')")
+    return name
 
 
 class Named(Protocol):
@@ -24,6 +50,7 @@ class Registry(Generic[T]):
         self._owners: dict[str, str] = {}
 
     def register(self, item: T, owner: str = "evalgen") -> None:
+        check_name(self.what, item.name)
         if item.name in self._items:
             raise EvalgenError(
                 f"{self.what} '{item.name}' registered twice (by {self._owners[item.name]} "

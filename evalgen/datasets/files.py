@@ -119,7 +119,7 @@ def ensure_files(fileset: FileSet, ctx: LoadContext) -> Path:
     the checksums are verified by `read_verified` each time a file is read.
     """
     folder = fileset.directory(ctx)
-    missing = [f for f in fileset.files if not (folder / f.name).is_file()]
+    missing = [f for f in fileset.files if not _is_file(fileset, folder / f.name)]
     if not missing:
         return folder
     names = ", ".join(f.name for f in missing)
@@ -142,6 +142,17 @@ def ensure_files(fileset: FileSet, ctx: LoadContext) -> Path:
                 f"({error}); put the files there by hand or {where}"
             )
     return folder
+
+
+def _is_file(fileset: FileSet, path: Path) -> bool:
+    """Whether ``path`` is a file; a folder that cannot be searched is one line, not a traceback."""
+    try:
+        return path.is_file()
+    except OSError as exc:  # Path.is_file only swallows "does not exist"; EACCES and others raise
+        raise DataUnavailableError(
+            f"dataset '{fileset.dataset}' cannot look into {path.parent} ({_one_line(exc.strerror or exc)}); "
+            f"make it readable (chmod u+rx) or set {DATA_DIR_ENV} to another folder"
+        ) from None
 
 
 def _remove_empty_dirs(folder: Path, stop: Path) -> None:

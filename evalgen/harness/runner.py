@@ -2,41 +2,52 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import filelock
 import numpy as np
 import torch
 
 from evalgen.datasets.base import Dataset, LoadContext
 from evalgen.errors import EvalgenError
-from evalgen.harness.checkpoints import checkpoint_path, save_checkpoint
+from evalgen.harness.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_checkpoint
 from evalgen.harness.contract import BoundModel
 from evalgen.harness.data import ModelData
 from evalgen.harness.evaluation import evaluate
-from evalgen.harness.grids import grid_path, save_sample_grid
+from evalgen.harness.grids import SAMPLES_DIR, grid_path, save_sample_grid
 from evalgen.harness.spec import RunSpec
 from evalgen.harness.training import TrainOutcome, train
 from evalgen.plugins import Plugins
 from evalgen.provenance import git_commit, provenance
-from evalgen.records import SCHEMA, ensure_writable, find_record, write_record
+from evalgen.records import RECORDS_DIR, SCHEMA, ensure_writable, find_record, record_path, write_record
+from evalgen.storage import remove_stale_temporaries
 from evalgen.types import TrainState
 
 def resolve_device(requested: str) -> torch.device:
-    """"auto" picks CUDA when present; "cpu", "cuda", "cuda:1" are taken as given."""
+    """"auto" picks CUDA when present; "cpu", "cuda", "cuda:1" are taken as given. Other device
+    types (meta, mps, xla, ...) are refused: the harness, its metrics and the bundled families
+    are built and tested for CPU and CUDA only."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(requested)
-    except RuntimeError:
+    except (RuntimeError, ValueError):
         raise EvalgenError(f"unknown device '{requested}'; use auto, cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):
+        raise EvalgenError(f"device '{requested}' is not supported (evalgen runs on CPU and CUDA); "
+                           f"use auto, cpu or cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EvalgenError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise EvalgenError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                           f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
@@ -165,31 +176,84 @@ class SweepResult:
     failures: list[tuple[RunSpec, str]] = field(default_factory=list)
 
 
+#: The folders of ``--out`` a sweep writes into.
+OUTPUT_FOLDERS = (RECORDS_DIR, CHECKPOINTS_DIR, SAMPLES_DIR)
+#: Per-spec lock files (see `_spec_lock`), hidden from readers of records/.
+LOCKS_DIR = ".locks"
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Fail now if results could not be saved; remove what killed runs left half-written."""
+    ensure_writable(out_dir, (*OUTPUT_FOLDERS, LOCKS_DIR))
+    for folder in (out_dir, *(out_dir / name for name in OUTPUT_FOLDERS)):
+        remove_stale_temporaries(folder)
+
+
+def _reusable(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) -> dict[str, Any] | None:
+    """The finished record of ``spec``, if a valid one exists. A record that cannot be reused
+    (truncated, of the wrong shape, another run's) is moved aside, said in one line, and retrained."""
+    try:
+        return find_record(ctx.out_dir, spec.key)
+    except EvalgenError as exc:
+        path = record_path(ctx.out_dir, spec.key)
+        aside = path.with_name(path.name + ".invalid")
+        try:
+            os.replace(path, aside)
+        except OSError as move:
+            raise EvalgenError(f"{exc}; and it cannot be moved aside ({move.strerror}): "
+                               f"delete it to run {spec.key} again") from None
+        report(f"ignoring {path}: {exc} (moved to {aside.name}; training {spec.key} again)")
+        return None
+
+
+@contextlib.contextmanager
+def _spec_lock(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) -> Iterator[bool]:
+    """Hold the lock of ``spec`` in ``--out``: two `evalgen run`s on one folder never train the
+    same spec at once; the second waits and then reuses the first one's record. Yields whether
+    it had to wait."""
+    lock = filelock.FileLock(ctx.out_dir / LOCKS_DIR / f"{spec.key}.lock")
+    try:
+        lock.acquire(timeout=0)
+        waited = False
+    except filelock.Timeout:
+        report(f"waiting for {spec.key}: another evalgen run on {ctx.out_dir} is training it")
+        lock.acquire()
+        waited = True
+    try:
+        yield waited
+    finally:
+        lock.release()
+
+
+def _run_or_reuse(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) -> dict[str, Any]:
+    with _spec_lock(spec, ctx, report) as waited:
+        existing = None if ctx.rerun and not waited else _reusable(spec, ctx, report)
+        if existing is not None:
+            report(f"reusing {spec.key} (finished {'by the other run' if waited else 'earlier'}; "
+                   f"--rerun to train again)")
+            return existing
+        record, _ = run_one(spec, ctx)
+        report(_one_line(record))
+        return record
+
+
 def run_sweep(specs: Iterable[RunSpec], ctx: RunContext,
               report: Callable[[str], None] = print) -> SweepResult:
-    """Run every spec; a spec whose record exists is reused unless ``ctx.rerun``.
+    """Run every spec; a spec whose valid record exists is reused unless ``ctx.rerun``.
 
     A failing spec is reported and skipped; the others still run.
     """
-    ensure_writable(ctx.out_dir)
+    _prepare_out_dir(ctx.out_dir)
     git_commit()  # read now, while it still names the code this process loaded (it is cached)
     result = SweepResult()
     for spec in specs:
-        existing = None if ctx.rerun else find_record(ctx.out_dir, spec.key)
-        if existing is not None:
-            report(f"reusing {spec.key} (finished earlier; --rerun to train again)")
-            result.records.append(existing)
-            continue
         try:
-            record, _ = run_one(spec, ctx)
+            result.records.append(_run_or_reuse(spec, ctx, report))
         except EvalgenError as exc:
             if os.environ.get("EVALGEN_DEBUG") == "1":
                 raise
             report(f"failed {spec.key}: {exc}")
             result.failures.append((spec, str(exc)))
-            continue
-        result.records.append(record)
-        report(_one_line(record))
     return result
 
 

@@ -2,7 +2,11 @@
 
 It pins down what readers of records (tables, leaderboards) rely on; metric sections may carry
 more fields than listed, and a metric that did not apply is ``{"skipped": "<why>"}``. A change
-that removes a field or changes its meaning needs a new schema version (`evalgen.records`).
+that removes a field or changes its meaning needs a new schema version (`SCHEMA_VERSION`).
+
+Names that reach file names (plugin, model, dataset, budget) must match the registries'
+`NAME_PATTERN`; plugin options are scalars; AUROCs lie in [0, 1], counts and seconds are not
+negative. NaN and infinities cannot occur: `evalgen.storage.read_json` refuses them.
 """
 
 from __future__ import annotations
@@ -13,12 +17,23 @@ from typing import Any
 import jsonschema
 
 from evalgen.errors import EvalgenError
-from evalgen.records import SCHEMA
+from evalgen.registry import NAME_MAX_LENGTH, NAME_PATTERN
+
+__all__ = ["RUN_RECORD_1", "SCHEMA", "SCHEMA_NAME", "SCHEMA_VERSION", "validate_record"]
+
+SCHEMA_NAME = "evalgen.run-record"
+#: Bumped whenever a field changes meaning or a reader could no longer find what it needs.
+SCHEMA_VERSION = 1
+SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 
 _STRING = {"type": "string"}
 _NAME = {"type": "string", "minLength": 1}
+_SAFE_NAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": NAME_MAX_LENGTH}
 _COUNT = {"type": "integer", "minimum": 0}
 _NUMBER = {"type": "number"}
+_SECONDS = {"type": "number", "minimum": 0}
+_FRACTION = {"type": "number", "minimum": 0, "maximum": 1}
+_OPTION_VALUE = {"type": ["string", "number", "boolean"]}
 
 
 def _optional(schema: dict[str, Any]) -> dict[str, Any]:
@@ -37,14 +52,14 @@ def _metric(properties: dict[str, Any]) -> dict[str, Any]:
 
 
 _BUDGET = _object({
-    "name": _NAME, "summary": _STRING, "max_seconds": _NUMBER, "max_steps": _COUNT,
+    "name": _SAFE_NAME, "summary": _STRING, "max_seconds": _SECONDS, "max_steps": _COUNT,
     "max_examples": _optional(_COUNT), "batch_size": _COUNT, "eval_every": _COUNT, "patience": _COUNT,
     "num_samples": _COUNT, "target": _STRING, "importance_samples": _COUNT, "valid_importance_samples": _COUNT,
 })
 
 _HISTORY_ROW = {  # [step, wall-clock seconds, train loss, validation NLL in nats]
     "type": "array", "minItems": 4, "maxItems": 4,
-    "prefixItems": [_COUNT, _NUMBER, _optional(_NUMBER), _optional(_NUMBER)],
+    "prefixItems": [_COUNT, _SECONDS, _optional(_NUMBER), _optional(_NUMBER)],
 }
 
 RUN_RECORD_1: dict[str, Any] = {
@@ -55,8 +70,8 @@ RUN_RECORD_1: dict[str, Any] = {
         "key": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
         "status": {"enum": ["ok", "diverged"]},
         "spec": _object({
-            "plugin": _NAME, "model": _NAME, "dataset": _NAME, "budget": _NAME, "seed": _COUNT,
-            "config": {"type": "object"}, "importance_samples": _optional({"type": "integer", "minimum": 1}),
+            "plugin": _SAFE_NAME, "model": _SAFE_NAME, "dataset": _SAFE_NAME, "budget": _SAFE_NAME, "seed": _COUNT,
+            "config": {"type": "object", "additionalProperties": _OPTION_VALUE}, "importance_samples": _optional({"type": "integer", "minimum": 1}),
         }),
         "model": _object({
             "likelihood": _NAME, "parameters": _COUNT, "summary": _STRING, "family_summary": _STRING,
@@ -64,20 +79,20 @@ RUN_RECORD_1: dict[str, Any] = {
             "importance_samples": _optional(_object({"test": _COUNT, "validation": _COUNT})),
         }),
         "dataset": _object({
-            "name": _NAME, "kind": _NAME, "shape": {"type": "array", "items": _COUNT},
+            "name": _SAFE_NAME, "kind": _NAME, "shape": {"type": "array", "items": _COUNT, "minItems": 1},
             "levels": _optional(_COUNT), "checksum": _optional(_STRING), "source": _STRING,
             "sizes": {"type": "array", "items": _COUNT, "minItems": 3, "maxItems": 3},
         }),
         "training": _object({
-            "budget": _BUDGET, "seconds": _NUMBER, "steps": _COUNT, "examples": _COUNT,
+            "budget": _BUDGET, "seconds": _SECONDS, "steps": _COUNT, "examples": _COUNT,
             "stopped_by": _optional(_STRING), "best_step": _optional(_COUNT),
             "best_valid_nll_nats": _optional(_NUMBER), "diverged_at_step": _optional(_COUNT),
             "divergence": _optional(_STRING), "history": {"type": "array", "items": _HISTORY_ROW},
             "losses": {"type": "object", "additionalProperties": {"type": "array", "items": _optional(_NUMBER)}},
         }),
         "metrics": _object({
-            "sampling": _object({"num_samples": _COUNT, "seconds": _NUMBER,
-                                 "samples_per_second": _optional(_NUMBER)}),
+            "sampling": _object({"num_samples": _COUNT, "seconds": _SECONDS,
+                                 "samples_per_second": _optional(_SECONDS)}),
             "test_nll": _metric({"nats": _NUMBER, "bits_per_dim": _optional(_NUMBER), "kind": _STRING,
                                  "elbo": _optional(_object({"nats": _NUMBER}, required=[]))}),
             "sample_quality": _metric({"extractor": _STRING, "fid": _optional(_NUMBER),
@@ -85,7 +100,7 @@ RUN_RECORD_1: dict[str, Any] = {
                                        "kid_mean": _optional(_NUMBER)}),
             "outliers": _metric({"headline": _STRING, "score": _STRING, "in_distribution": _STRING,
                                  "sets": {"type": "object",
-                                          "additionalProperties": _object({"auroc": _NUMBER}, required=[])}}),
+                                          "additionalProperties": _object({"auroc": _FRACTION}, required=[])}}),
         }, required=[]),
         "samples_grid": _optional({"type": "string", "pattern": r"^samples/[A-Za-z0-9._-]+\.png$"}),
         "provenance": _object({
