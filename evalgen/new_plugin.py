@@ -18,6 +18,7 @@ from string import Template
 import click
 
 from evalgen.errors import EvalgenError
+from evalgen.registry import is_valid_name
 
 #: A family name: lowercase letters, digits and underscores, starting with a letter.
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -35,7 +36,7 @@ TEMPLATE_FILES: dict[str, str] = {
 
 def validate_name(name: str) -> None:
     """Raise EvalgenError unless ``name`` can be a family, an entry point and part of a module name."""
-    if not NAME_PATTERN.fullmatch(name) or keyword.iskeyword(name):
+    if not NAME_PATTERN.fullmatch(name) or keyword.iskeyword(name) or not is_valid_name(name):
         raise EvalgenError(
             f"plugin name '{name}' is not valid: use lowercase letters, digits and underscores, "
             "starting with a letter, at most 40 characters (e.g. 'myfamily')")

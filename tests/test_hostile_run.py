@@ -303,3 +303,35 @@ def test_two_runs_on_one_out_train_each_spec_once(tmp_path, install_plugin):
     assert logs.count("reusing slowtoy--toy") == 2, logs  # ... and reused by the other
     (row,) = pandas.read_csv(out / "table.csv").itertuples()
     assert (row.model, row.seeds) == ("toy", 2)  # the table of the command that ended last: both seeds
+
+
+class _Planted:
+    """A pickle that would create ``marker`` when unpickled by an unsafe loader."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("content", ["planted pickle", "truncated", "garbage", "not a dict"])
+def test_a_hostile_checkpoint_is_refused_in_one_line_and_runs_no_code(two_seeds, tmp_path, content):
+    import pickle
+
+    import torch
+
+    from evalgen.harness.checkpoints import checkpoint_path, read_checkpoint
+
+    path = checkpoint_path(two_seeds, KEY.format(0))
+    marker = tmp_path / "pwned"
+    payloads = {"planted pickle": pickle.dumps({"state_dict": _Planted(marker), "spec": {}}),
+                "truncated": path.read_bytes()[:100], "garbage": b"\x00" * 64}
+    if content == "not a dict":
+        torch.save([1, 2], path)
+    else:
+        path.write_bytes(payloads[content])
+    with pytest.raises(EvalgenError) as error:
+        read_checkpoint(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert not marker.exists()

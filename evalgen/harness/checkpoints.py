@@ -30,6 +30,13 @@ def save_checkpoint(path: Path, model: nn.Module, spec: dict[str, Any]) -> None:
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The saved dict: ``state_dict`` and ``spec``. Only tensors and plain data are unpickled."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise EvalgenError(f"cannot load checkpoint {path}: {exc}") from exc
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:
+        raise EvalgenError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the safe unpickler refuses globals, truncation, garbage, ...
+        detail = " ".join(str(exc).split())[:200]
+        raise EvalgenError(f"{path} is not a checkpoint evalgen can load safely ({type(exc).__name__}: {detail}); "
+                           f"delete it, or train it again with --rerun") from None
+    if not (isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict) and isinstance(blob.get("spec"), dict)):
+        raise EvalgenError(f"{path} is not an evalgen checkpoint (no state_dict and spec); delete it or rerun")
+    return blob
