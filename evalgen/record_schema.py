@@ -71,7 +71,8 @@ RUN_RECORD_1: dict[str, Any] = {
         "status": {"enum": ["ok", "diverged"]},
         "spec": _object({
             "plugin": _SAFE_NAME, "model": _SAFE_NAME, "dataset": _SAFE_NAME, "budget": _SAFE_NAME, "seed": _COUNT,
-            "config": {"type": "object", "additionalProperties": _OPTION_VALUE}, "importance_samples": _optional({"type": "integer", "minimum": 1}),
+            "config": {"type": "object", "additionalProperties": _OPTION_VALUE},
+            "importance_samples": _optional({"type": "integer", "minimum": 1}),
         }),
         "model": _object({
             "likelihood": _NAME, "parameters": _COUNT, "summary": _STRING, "family_summary": _STRING,

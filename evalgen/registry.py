@@ -14,7 +14,6 @@ from typing import Generic, Protocol, TypeVar
 
 from evalgen.errors import EvalgenError, unknown_name
 
-
 __all__ = ["NAME_MAX_LENGTH", "NAME_PATTERN", "Registry", "check_name", "is_valid_name"]
 
 NAME_PATTERN = r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$"

@@ -30,6 +30,7 @@ from evalgen.records import RECORDS_DIR, SCHEMA, ensure_writable, find_record, r
 from evalgen.storage import remove_stale_temporaries
 from evalgen.types import TrainState
 
+
 def resolve_device(requested: str) -> torch.device:
     """"auto" picks CUDA when present; "cpu", "cuda", "cuda:1" are taken as given. Other device
     types (meta, mps, xla, ...) are refused: the harness, its metrics and the bundled families
