@@ -335,3 +335,16 @@ def test_a_hostile_checkpoint_is_refused_in_one_line_and_runs_no_code(two_seeds,
         read_checkpoint(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
     assert not marker.exists()
+
+
+def test_leaderboard_out_that_cannot_be_written_is_one_line(two_seeds, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert_one_line_error(invoke("leaderboard", str(two_seeds), "--out", str(blocker / "board")),
+                          str(blocker / "board"), "not a folder")
+    assert_one_line_error(invoke("leaderboard", str(two_seeds), "--out", ""), "--out is empty")
+    assert_one_line_error(invoke("leaderboard", "", "--out", str(tmp_path / "b")), "is empty")
+    _refuse(monkeypatch, "open", errno.EROFS, str(tmp_path / "ro"))
+    assert_one_line_error(invoke("leaderboard", str(two_seeds), "--out", str(tmp_path / "ro")),
+                          f"cannot write {tmp_path / 'ro'}", "Read-only file system", "make it writable")
+    assert blocker.read_text() == "not a folder"

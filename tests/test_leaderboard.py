@@ -4,7 +4,11 @@ plots out, byte-for-byte reproducible; bad or clashing records give one-line err
 from __future__ import annotations
 
 import csv
+import hashlib
+import html
 import json
+import math
+import re
 import shlex
 import shutil
 from pathlib import Path
@@ -21,6 +25,7 @@ from evalgen.datasets.base import LoadContext
 from evalgen.harness.runner import RunContext, run_sweep
 from evalgen.harness.spec import RunSpec
 from evalgen.leaderboard.formats import latex_escape
+from evalgen.leaderboard.publish import MANIFEST
 from evalgen.plugins import load_plugins
 from evalgen.records import write_record
 from evalgen.tables import records_frame, summary_frame
@@ -150,10 +155,16 @@ def test_nll_cells_carry_the_kind_and_the_capability_matrix_says_it(board, rows)
     assert "| gan:gan | yes | none |" in capabilities
 
 
+def _unescaped(markdown: str) -> str:
+    """A Markdown cell's text (cells are escaped: `evalgen.leaderboard.escape.markdown_text`)."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", markdown))
+
+
 def test_ranks_order_rows_and_diverged_runs_are_shown(board, rows):
     text = (board / "leaderboard.md").read_text()
     table = text.split("## digits, budget unit")[1].split("#: overall rank")[0]
-    order = [line.split(" | ")[1] for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    order = [_unescaped(line.split(" | ")[1]) for line in table.splitlines()
+             if line.startswith("| ") and "---" not in line][1:]
     ranked = [label for label in order if rows[label]["rank"]]
     assert [int(rows[label]["rank"]) for label in ranked] == sorted(int(rows[label]["rank"]) for label in ranked)
     assert [float(rows[label]["bits_per_dim_mean"]) for label in ranked] == sorted(
@@ -210,8 +221,11 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def test_rebuilding_gives_the_same_bytes_and_drops_stale_assets(runs, board, tmp_path):
     before = _files(board)
-    stale = board / "assets" / "gone--samples.png"
+    stale = board / "assets" / "gone--samples.png"  # as if an earlier build had written it: in the manifest
     stale.write_bytes(PNG_MAGIC)
+    manifest = json.loads((board / MANIFEST).read_text())
+    manifest["files"][f"assets/{stale.name}"] = hashlib.sha256(PNG_MAGIC).hexdigest()
+    (board / MANIFEST).write_text(json.dumps(manifest))
     assert build(runs, board).exit_code == 0
     assert not stale.exists()
     assert _files(board) == before
@@ -219,7 +233,7 @@ def test_rebuilding_gives_the_same_bytes_and_drops_stale_assets(runs, board, tmp
     assert build(runs, elsewhere).exit_code == 0
     moved = _files(elsewhere)
     assert moved.keys() == before.keys()
-    assert [name for name in before if before[name] != moved[name]] == ["protocol.md"]
+    assert [name for name in before if before[name] != moved[name]] == [MANIFEST, "protocol.md"]
     changed = [line for line in moved["protocol.md"].decode().splitlines()
                if line not in before["protocol.md"].decode().splitlines()]
     assert len(changed) == 1 and changed[0].startswith("    evalgen leaderboard ")  # the runs folder, relative
@@ -251,7 +265,7 @@ def test_two_different_records_under_one_key_are_an_error_naming_both(copy_of_ru
     clash = copy_of_runs / "machine-z/records" / original.name
     clash.parent.mkdir(parents=True)
     shutil.copy(original, clash)
-    _edit(clash, lambda r: r["metrics"]["test_nll"].update(nats=1.0))
+    _edit(clash, lambda r: r["metrics"]["test_nll"].update(nats=1.0, bits_per_dim=1.0 / (64 * math.log(2))))
     result = build(copy_of_runs, tmp_path / "out")
     assert_one_line_error(result, f"duplicate run {BASELINE}--seed0", str(original), str(clash))
     assert not (tmp_path / "out").exists()

@@ -7,38 +7,40 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 
-from evalgen.leaderboard.board import Board, build_boards, capabilities
+from evalgen.leaderboard.board import Board, Row, build_boards, capabilities
 from evalgen.leaderboard.collect import collect_records
+from evalgen.leaderboard.escape import clean_text
 from evalgen.leaderboard.formats import leaderboard_csv, leaderboard_latex, leaderboard_markdown
 from evalgen.leaderboard.html import leaderboard_html
 from evalgen.leaderboard.plots import learning_curve, sample_grid
 from evalgen.leaderboard.protocol import protocol_markdown
-from evalgen.records import atomic_write_bytes
+from evalgen.leaderboard.publish import ASSETS, asset_path, publish
 
-ASSETS = "assets"
+__all__ = ["ASSETS", "build_leaderboard", "leaderboard_files"]
 
 
-def _assets(boards: list[Board]) -> tuple[dict[str, bytes], dict[str, dict[str, str]]]:
+def _row_images(row: Row, board: Board, runs_dir: Path, report: Callable[[str], None]) -> dict[str, bytes]:
+    images = {"samples": sample_grid(row, runs_dir, report),
+              "curve": learning_curve(row, f"{row.label} on {board.dataset} ({board.budget})")}
+    return {kind: payload for kind, payload in images.items() if payload is not None}
+
+
+def _assets(boards: list[Board], runs_dir: Path,
+            report: Callable[[str], None]) -> tuple[dict[str, bytes], dict[str, dict[str, str]]]:
     """The PNG files by relative path, and per row (asset id) the path of each kind."""
     files: dict[str, bytes] = {}
     links: dict[str, dict[str, str]] = {}
     for board in boards:
         for row in board.rows:
-            images = {"samples": sample_grid(row),
-                      "curve": learning_curve(row, f"{row.label} on {board.dataset} ({board.budget})")}
-            for kind, payload in images.items():
-                if payload is not None:
-                    path = f"{ASSETS}/{row.asset_id}--{kind}.png"
-                    files[path] = payload
-                    links.setdefault(row.asset_id, {})[kind] = path
+            for kind, payload in _row_images(row, board, runs_dir, report).items():
+                path = asset_path(row.asset_id, kind)
+                if path in files:  # two rows must never share (or overwrite) a file
+                    report(f"{row.found[0].path}: its {kind} image would be {path}, like another row's; "
+                           f"it is left out (the record's key does not match its spec: {clean_text(row.asset_id)})")
+                    continue
+                files[path] = payload
+                links.setdefault(row.asset_id, {})[kind] = path
     return files, links
-
-
-def _remove_stale_assets(out_dir: Path, keep: set[str]) -> None:
-    """PNGs of rows that are gone would otherwise linger beside the regenerated files."""
-    for path in sorted((out_dir / ASSETS).glob("*.png")):
-        if f"{ASSETS}/{path.name}" not in keep:
-            path.unlink()
 
 
 def leaderboard_files(runs_dir: Path, out_dir: Path, report: Callable[[str], None] = print) -> dict[str, bytes]:
@@ -46,7 +48,7 @@ def leaderboard_files(runs_dir: Path, out_dir: Path, report: Callable[[str], Non
     found = collect_records(runs_dir, report)
     boards = build_boards(found)
     abilities = capabilities(found)
-    files, links = _assets(boards)
+    files, links = _assets(boards, runs_dir, report)
     runs_relative = shlex.quote(os.path.relpath(runs_dir.resolve(), out_dir.resolve()))
     texts = {
         "leaderboard.md": leaderboard_markdown(boards, abilities, links, len(found)),
@@ -58,14 +60,12 @@ def leaderboard_files(runs_dir: Path, out_dir: Path, report: Callable[[str], Non
     return {**files, **{name: text.encode() for name, text in texts.items()}}
 
 
-def build_leaderboard(runs_dir: Path, out_dir: Path, report: Callable[[str], None] = print) -> list[Path]:
+def build_leaderboard(runs_dir: Path, out_dir: Path, report: Callable[[str], None] = print,
+                      force: bool = False) -> list[Path]:
     """Read every record under ``runs_dir`` and write the leaderboard into ``out_dir``.
 
-    Nothing is written unless all records are valid and compatible. Returns the written paths.
+    Nothing is written unless all records are valid and compatible, and unless every file in the
+    way was written by an earlier build and is unchanged (``force``: overwrite them anyway); see
+    `evalgen.leaderboard.publish`. Returns the written paths, the manifest last.
     """
-    files = leaderboard_files(runs_dir, out_dir, report)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_assets(out_dir, set(files))
-    for name in sorted(files):
-        atomic_write_bytes(out_dir / name, files[name])
-    return [out_dir / name for name in sorted(files)]
+    return publish(out_dir, leaderboard_files(runs_dir, out_dir, report), force=force, report=report)

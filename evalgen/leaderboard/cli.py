@@ -6,12 +6,19 @@ from pathlib import Path
 
 import click
 
+from evalgen.cli_types import Folder
+
+__all__ = ["leaderboard_command"]
+
 
 @click.command("leaderboard")
-@click.argument("runs_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.argument("runs_dir", type=Folder())
+@click.option("--out", "out_dir", required=True, type=Folder(),
               help="Folder for the leaderboard files (created if missing).")
-def leaderboard_command(runs_dir: Path, out_dir: Path) -> None:
+@click.option("--force", is_flag=True,
+              help="Overwrite files in OUT that have a leaderboard file's name but that an earlier build did not "
+                   "write (or that were changed since). Other files are never touched.")
+def leaderboard_command(runs_dir: Path, out_dir: Path, force: bool) -> None:
     """Build leaderboards from every records/*.json under RUNS_DIR (any depth: the --out folders
     of `evalgen run` from several machines).
 
@@ -30,6 +37,15 @@ def leaderboard_command(runs_dir: Path, out_dir: Path) -> None:
       OUT/index.html        one page, sortable columns, works offline
       OUT/protocol.md       datasets, budgets, hardware, versions, a command per row
       OUT/assets/*.png      per row: the sample grid and validation NLL against time
+      OUT/.evalgen-leaderboard.json   the manifest: each file above with its sha256
+
+    OUT may hold other files (notes, the runs): they are never touched. A file is overwritten or
+    removed only if the manifest says an earlier build wrote it and it is unchanged since; any
+    other file in the way (a hand-written index.html, an edited leaderboard.md) stops the build
+    before anything is written, unless --force. Text from records is escaped in every format, and
+    a run's sample grid is published only if it is the PNG `evalgen run` writes (a regular file in
+    the run's folder, not a link, of the expected size); otherwise that row has no grid and a line
+    says why.
 
     \b
     Example (a leaderboard kept with its records):
@@ -39,7 +55,7 @@ def leaderboard_command(runs_dir: Path, out_dir: Path) -> None:
     from evalgen.leaderboard.build import build_leaderboard
 
     def build() -> None:
-        paths = build_leaderboard(runs_dir, out_dir, report=lambda line: click.echo(line, err=True))
+        paths = build_leaderboard(runs_dir, out_dir, report=lambda line: click.echo(line, err=True), force=force)
         click.echo(f"leaderboard: {len(paths)} files in {out_dir} (open {out_dir / 'index.html'})")
 
     user_errors(build)()

@@ -1,13 +1,19 @@
 """The leaderboard as one static page: sortable tables (inline script, no network), sample grids
-and learning curves (relative links into assets/)."""
+and learning curves (relative links into assets/).
+
+Every piece of text, in elements and in (always double-quoted) attributes alike, goes through
+`html_text`: record text cannot open a tag or an attribute, and the page's one script is evalgen's.
+"""
 
 from __future__ import annotations
 
 from dataclasses import astuple
-from html import escape
 
 from evalgen.leaderboard.board import BY_NAME, Board, Capability, Cell, Column, Row
+from evalgen.leaderboard.escape import html_text
 from evalgen.leaderboard.formats import CAPABILITY_HEADERS, CAPABILITY_NOTE, GENERATED, legend, rank_note
+
+__all__ = ["leaderboard_html"]
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -72,19 +78,19 @@ def _header(column: Column) -> str:
     metric = BY_NAME.get(column.name)
     better = f' data-better="{metric.better}"' if metric is not None and metric.better else ""
     kind = "number" if column.numeric else "text"
-    return f'<th scope="col" data-type="{kind}"{better}>{escape(column.header)}</th>'
+    return f'<th scope="col" data-type="{kind}"{better}>{html_text(column.header)}</th>'
 
 
 def _cell(cell: Cell, column: Column, row: Row) -> str:
-    text = escape(cell.text)
+    text = html_text(cell.text)
     rank = column.superscript(cell)
     if rank is not None:
         text += f"<sup>{rank}</sup>"
-    attributes = f' data-sort="{escape(_sort_value(cell.value))}"'
+    attributes = f' data-sort="{html_text(_sort_value(cell.value))}"'
     if column.numeric:
         attributes += ' class="num"'
     if column.name == "model":
-        attributes += f' title="{escape(row.command)}"'
+        attributes += f' title="{html_text(row.command)}"'
     return f"<td{attributes}>{text}</td>"
 
 
@@ -92,7 +98,7 @@ def _table(board: Board) -> str:
     head = "".join(_header(c) for c in board.columns)
     body = "\n".join("<tr>" + "".join(_cell(cell, col, row) for cell, col in zip(row.cells, board.columns)) + "</tr>"
                      for row in board.rows)
-    return (f'<div class="scroll"><table class="sortable" id="table-{escape(board.slug)}">\n'
+    return (f'<div class="scroll"><table class="sortable" id="table-{html_text(board.slug)}">\n'
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>")
 
 
@@ -100,35 +106,39 @@ def _gallery(board: Board, assets: dict[str, dict[str, str]]) -> str:
     figures = []
     for row in board.rows:
         found = assets.get(row.asset_id, {})
-        images = "".join(f'<img src="{escape(found[kind])}" alt="{kind} of {escape(row.label)}">'
+        images = "".join(f'<img src="{html_text(found[kind])}" alt="{html_text(kind)} of {html_text(row.label)}">'
                          for kind in ("samples", "curve") if kind in found)
         if images:
-            figures.append(f"<figure>{images}<figcaption><b>{escape(row.label)}</b>: "
-                           f"<code>{escape(row.command)}</code></figcaption></figure>")
+            figures.append(f"<figure>{images}<figcaption><b>{html_text(row.label)}</b>: "
+                           f"<code>{html_text(row.command)}</code></figcaption></figure>")
     if not figures:
         return ""
     return ('<h3>Samples (lowest seed) and validation NLL against training time</h3>\n<div class="gallery">\n'
             + "\n".join(figures) + "\n</div>")
 
 
+def _capability_row(capability: Capability) -> str:
+    cells = "".join(f'<td data-sort="{text}">{text}</td>' for text in map(html_text, astuple(capability)))
+    return f"<tr>{cells}</tr>"
+
+
 def _capabilities(capabilities: list[Capability]) -> str:
-    head = "".join(f'<th scope="col" data-type="text">{escape(h)}</th>' for h in CAPABILITY_HEADERS)
-    body = "\n".join("<tr>" + "".join(f'<td data-sort="{escape(v)}">{escape(v)}</td>' for v in astuple(c)) + "</tr>"
-                     for c in capabilities)
+    head = "".join(f'<th scope="col" data-type="text">{html_text(h)}</th>' for h in CAPABILITY_HEADERS)
+    body = "\n".join(_capability_row(c) for c in capabilities)
     return (f'<table class="sortable" id="table-capabilities">\n<thead><tr>{head}</tr></thead>\n'
             f"<tbody>\n{body}\n</tbody>\n</table>")
 
 
 def leaderboard_html(boards: list[Board], capabilities: list[Capability], assets: dict[str, dict[str, str]],
                      num_records: int) -> str:
-    items = "".join(f"<li>{escape(line)}</li>" for line in legend())
-    links = " · ".join(f'<a href="#{escape(b.slug)}">{escape(b.title)}</a>' for b in boards)
+    items = "".join(f"<li>{html_text(line)}</li>" for line in legend())
+    links = " · ".join(f'<a href="#{html_text(b.slug)}">{html_text(b.title)}</a>' for b in boards)
     sections = []
     for board in boards:
-        sections.append(f'<section id="{escape(board.slug)}">\n<h2>{escape(board.title)}</h2>\n{_table(board)}\n'
-                        f"<p>{escape(rank_note(board))}</p>\n{_gallery(board, assets)}\n</section>")
+        sections.append(f'<section id="{html_text(board.slug)}">\n<h2>{html_text(board.title)}</h2>\n{_table(board)}\n'
+                        f"<p>{html_text(rank_note(board))}</p>\n{_gallery(board, assets)}\n</section>")
     return f"""<!DOCTYPE html>
-<!-- {escape(GENERATED)} -->
+<!-- {html_text(GENERATED)} -->
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -146,7 +156,7 @@ Also: <a href="leaderboard.md">Markdown</a>, <a href="leaderboard.csv">CSV</a>, 
 {chr(10).join(sections)}
 <section id="capabilities">
 <h2>Capabilities</h2>
-<p>{escape(CAPABILITY_NOTE)}</p>
+<p>{html_text(CAPABILITY_NOTE)}</p>
 {_capabilities(capabilities)}
 </section>
 <script>{SCRIPT}</script>

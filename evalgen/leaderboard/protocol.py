@@ -1,5 +1,10 @@
 """protocol.md: what the numbers of a leaderboard were measured on, with what, and how to get
-every row again."""
+every row again.
+
+Everything taken from records is escaped (`evalgen.leaderboard.escape`): table cells by
+`markdown_table`, list items and headings with `markdown_text`, commands as code spans only where
+a code span is safe (`markdown_code`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,10 @@ from typing import Any
 
 from evalgen.leaderboard.board import Board
 from evalgen.leaderboard.collect import Found
+from evalgen.leaderboard.escape import clean_text, markdown_code, markdown_text
 from evalgen.leaderboard.formats import GENERATED, markdown_table
+
+__all__ = ["BUDGET_FIELDS", "PLOTTED_WITH", "protocol_markdown"]
 
 #: Budget fields in the order `evalgen budgets` shows them; others follow, sorted.
 BUDGET_FIELDS = ("name", "target", "max_seconds", "max_steps", "max_examples", "batch_size", "eval_every",
@@ -63,10 +71,11 @@ def _hardware(found: list[Found]) -> str:
 
 def _versions(found: list[Found]) -> str:
     records = [f.record for f in found]
-    lines = [f"- {title}: {_counted([_text(r['provenance'][key]) for r in records])}" for title, key in VERSIONS]
+    lines = [f"- {title}: {markdown_text(_counted([_text(r['provenance'][key]) for r in records]))}"
+             for title, key in VERSIONS]
     plugins = sorted({r["spec"]["plugin"] for r in records})
-    lines += [f"- plugin {name}: "
-              + _counted([_text(r["model"]["plugin_version"]) or "—" for r in records if r["spec"]["plugin"] == name])
+    lines += [f"- plugin {markdown_text(name)}: " + markdown_text(
+              _counted([_text(r["model"]["plugin_version"]) or "—" for r in records if r["spec"]["plugin"] == name]))
               for name in plugins]
     return "\n".join(lines)
 
@@ -79,18 +88,19 @@ def _seeds(seeds: tuple[int, ...]) -> str:
 
 
 def _reproduce(board: Board) -> str:
-    rows = [[row.label, _seeds(row.seeds), f"`{row.command}`"] for row in board.rows]
+    rows = [[row.label, _seeds(row.seeds), markdown_code(row.command)] for row in board.rows]
     return markdown_table(["model", "seeds", "command"], rows, [False, False, False])
 
 
 def protocol_markdown(found: list[Found], boards: list[Board], runs_relative: str) -> str:
     """The protocol of the leaderboard built from ``found``; ``runs_relative``: the runs folder
     as seen from the output folder, for the command that regenerates it."""
+    runs_relative = clean_text(runs_relative)  # it ends an indented code block: one line
     parts = [
         "# Protocol", f"<!-- {GENERATED} -->",
-        f"How the numbers of this leaderboard were obtained, from {len(found)} run records. Regenerate "
-        f"every file of this folder, byte for byte (the PNGs with the same matplotlib version: "
-        f"{PLOTTED_WITH}), by running this in it:\n\n    evalgen leaderboard {runs_relative} --out .",
+        (f"How the numbers of this leaderboard were obtained, from {len(found)} run records. Regenerate "
+         f"every file of this folder, byte for byte (the PNGs with the same matplotlib version: "
+         f"{PLOTTED_WITH}), by running this in it:\n\n    evalgen leaderboard {runs_relative} --out ."),
         "## Datasets", "Splits are fixed; the checksum covers the stored values.", _datasets(found),
         "## Budgets", "Training stops at the first limit reached; evaluation is not charged to it.", _budgets(found),
         "## Hardware", _hardware(found),
@@ -99,5 +109,5 @@ def protocol_markdown(found: list[Found], boards: list[Board], runs_relative: st
         "Each command trains and evaluates that row's seeds into `evalgen-runs/` (`--out` to change).",
     ]
     for board in boards:
-        parts += [f"### {board.title}", _reproduce(board)]
+        parts += [f"### {markdown_text(board.title)}", _reproduce(board)]
     return "\n\n".join(parts) + "\n"
