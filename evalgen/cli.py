@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,10 +53,18 @@ def _plugins():
     return load_plugins()
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    """Warnings (a rebuilt cache entry, an unreliable FID) as one line, not message + source line."""
+    click.echo(f"warning: {' '.join(str(message).split())}", err=True)
+
+
 @click.group()
 @click.version_option(package_name="evalgen")
 def main() -> None:
     """Train generative models under standardized budgets and compare them honestly."""
+    if not _debug():
+        warnings.showwarning = _one_line_warning
 
 
 @main.command("plugins")

@@ -348,3 +348,24 @@ def test_leaderboard_out_that_cannot_be_written_is_one_line(two_seeds, tmp_path,
     assert_one_line_error(invoke("leaderboard", str(two_seeds), "--out", str(tmp_path / "ro")),
                           f"cannot write {tmp_path / 'ro'}", "Read-only file system", "make it writable")
     assert blocker.read_text() == "not a folder"
+
+
+def test_warnings_are_one_line_at_the_terminal():
+    """A rebuilt cache entry or an unreliable FID is said in one line, not message + source line."""
+    import warnings
+
+    from evalgen import cli
+
+    lines = []
+    runner = CliRunner()
+    with warnings.catch_warnings():
+        result = runner.invoke(main, ["plugins"])
+        assert result.exit_code == 0
+        assert warnings.showwarning is cli._one_line_warning
+        original_echo = cli.click.echo
+        cli.click.echo = lambda text, err=False: lines.append(text)
+        try:
+            warnings.warn("cache entry /x failed its check\n(detail): rebuilt it", UserWarning, stacklevel=1)
+        finally:
+            cli.click.echo = original_echo
+    assert lines == ["warning: cache entry /x failed its check (detail): rebuilt it"]

@@ -6,7 +6,10 @@ generators; the caller's RNG is untouched), so the same inputs give the same wei
 byte on the same machine and thread count (CPU kernels and thread count can change the last bits;
 the file's SHA-256, reported with every result, says which weights were used). Files are cached in
 ``user_cache_dir()/extractors/`` under a key of all that determines them: extractor, training
-dataset name and checksum, recipe, `RECIPE_VERSION`, seed, preprocessing.
+dataset name and checksum, recipe, `RECIPE_VERSION`, seed, preprocessing. Beside each file, a
+JSON holds its SHA-256; a cached file is hashed and loaded (``weights_only=True``) from the same
+bytes, and one that fails a check (hash, format, architecture) is trained again, with a one-line
+note (`ExtractorWeights.notes`).
 
 Preprocessing (`to_uint8`) is the metrics' own: stored values 0..levels-1 -> uint8
 round(x*255/(levels-1)); the classifier sees uint8/255 in training and when extracting features.
@@ -22,9 +25,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
-import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +41,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from evalgen.datasets.base import Dataset, LoadContext
 from evalgen.datasets.files import load_context_from_env, user_cache_dir
 from evalgen.errors import EvalgenError
+from evalgen.metrics.cache import BadCacheEntry, cache_folder, read_checked_bytes, read_sidecar_json
+from evalgen.storage import atomic_write_bytes
 
 #: Bump when the architecture or the training loop changes: every cached extractor becomes stale.
 RECIPE_VERSION = 1
@@ -44,6 +50,12 @@ DEFAULT_SEED = 0
 PREPROCESSING = "uint8=round_half_even(x*255/(levels-1)); classifier input=uint8/255"
 LOGITS, EMBEDDING = "logits", "embedding"
 FILE_FORMAT = "evalgen-domain-classifier"
+EXTRACTORS_DIR = "extractors"
+#: Largest classifier file evalgen reads (the MNIST one is about 2 MB), and most classes it accepts.
+MAX_WEIGHTS_BYTES = 64 * 2**20
+MAX_CLASSES = 10_000
+_META_FIELDS = ("extractor", "dataset_checksum", "recipe_version", "seed", "sha256", "test_accuracy",
+                "train_seconds")
 
 
 @dataclass(frozen=True)
@@ -133,19 +145,12 @@ class ExtractorWeights:
     seed: int
     key: str
     trained_now: bool
+    notes: tuple[str, ...] = ()  #: one line per cache problem found (and repaired) on the way
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["path"] = str(self.path)
         return d
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def extractor_key(spec: ExtractorSpec, dataset_checksum: str, seed: int) -> str:
@@ -156,17 +161,11 @@ def extractor_key(spec: ExtractorSpec, dataset_checksum: str, seed: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def classifier_config(spec: ExtractorSpec, dataset: Dataset) -> dict[str, int]:
+    """The `DomainClassifier` arguments of ``spec`` trained on ``dataset``."""
+    r = spec.recipe
+    return {"size": dataset.shape[-1], "channels": dataset.shape[0], "num_classes": dataset.num_classes,
+            "c1": r.c1, "c2": r.c2, "hidden": r.hidden}
 
 
 def train_classifier(spec: ExtractorSpec, dataset: Dataset, seed: int = DEFAULT_SEED) -> tuple[dict, float]:
@@ -174,9 +173,7 @@ def train_classifier(spec: ExtractorSpec, dataset: Dataset, seed: int = DEFAULT_
     if dataset.train.y is None or dataset.num_classes is None or dataset.levels is None:
         raise EvalgenError(f"extractor '{spec.name}' needs a labelled image dataset; '{dataset.name}' is not")
     r = spec.recipe
-    channels, size = dataset.shape[0], dataset.shape[-1]
-    config = {"size": size, "channels": channels, "num_classes": dataset.num_classes,
-              "c1": r.c1, "c2": r.c2, "hidden": r.hidden}
+    config = classifier_config(spec, dataset)
     x = to_uint8(dataset.train.x, dataset.levels).float().div_(255)
     y = dataset.train.y
     n = len(y)
@@ -202,6 +199,17 @@ def train_classifier(spec: ExtractorSpec, dataset: Dataset, seed: int = DEFAULT_
     blob = {"format": FILE_FORMAT, "extractor": spec.name, "recipe_version": RECIPE_VERSION,
             "config": config, "state_dict": state}
     return blob, classifier_accuracy(blob, dataset)
+
+
+def load_classifier_file(payload: bytes, name: str) -> dict:
+    """The dict a classifier file (``torch.save`` bytes) holds, loaded with ``weights_only=True``.
+
+    Raises ValueError when it is not the file of extractor ``name``.
+    """
+    blob = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("format") != FILE_FORMAT or blob.get("extractor") != name:
+        raise ValueError(f"does not hold the weights of '{name}'")
+    return blob
 
 
 def build_classifier(blob: dict, dtype: torch.dtype = torch.float64) -> DomainClassifier:
@@ -230,14 +238,74 @@ def _load_training_dataset(spec: ExtractorSpec, load_context: LoadContext | None
     return load_plugins().datasets.get(spec.train_dataset).load(ctx)
 
 
+def _check_architecture(config: object, spec: ExtractorSpec, dataset: Dataset) -> None:
+    """ValueError unless ``config`` is the recipe's architecture for ``dataset``'s images. The number of
+    classes is the file's own (the key does not fix it), within bounds."""
+    expected = classifier_config(spec, dataset)
+    if not isinstance(config, dict) or set(config) != set(expected):
+        raise ValueError("not a classifier configuration")
+    if any(config[k] != expected[k] for k in expected if k != "num_classes"):
+        raise ValueError("another architecture")
+    if type(config["num_classes"]) is not int or not 1 <= config["num_classes"] <= MAX_CLASSES:
+        raise ValueError("an impossible number of classes")
+
+
+def _check_cached(spec: ExtractorSpec, dataset: Dataset, seed: int, path: Path, meta_path: Path) -> dict:
+    """The metadata of a cached extractor whose file passes every check, else `BadCacheEntry`.
+
+    The file is hashed and loaded (``weights_only=True``) from the same bytes; its architecture
+    must be the one ``spec`` gives on ``dataset`` (`_check_architecture`), so a planted file
+    cannot make evalgen allocate anything else.
+    """
+    meta = read_sidecar_json(meta_path)
+    if not isinstance(meta, dict) or any(field not in meta for field in _META_FIELDS):
+        raise BadCacheEntry(f"its metadata {meta_path.name} is not in evalgen's format")
+    described = (meta["extractor"], meta["dataset_checksum"], meta["recipe_version"], meta["seed"])
+    if described != (spec.name, dataset.checksum, RECIPE_VERSION, seed):
+        raise BadCacheEntry(f"its metadata {meta_path.name} describes another extractor")
+    if not isinstance(meta["sha256"], str) or not all(
+            type(meta[f]) in (int, float) and math.isfinite(meta[f]) for f in ("test_accuracy", "train_seconds")):
+        raise BadCacheEntry(f"its metadata {meta_path.name} is not in evalgen's format")
+    payload = read_checked_bytes(path, meta["sha256"], MAX_WEIGHTS_BYTES)
+    try:
+        blob = load_classifier_file(payload, spec.name)
+        _check_architecture(blob.get("config"), spec, dataset)
+        build_classifier(blob)
+    except Exception as exc:  # noqa: BLE001 - an untrusted file fails to load in many ways; each means: retrain
+        raise BadCacheEntry(f"it does not load as '{spec.name}' ({type(exc).__name__})") from None
+    return meta
+
+
+def _train_and_cache(spec: ExtractorSpec, dataset: Dataset, seed: int, path: Path,
+                     meta_path: Path) -> tuple[str, float, float]:
+    """Train, then write the file and its metadata (in that order, each atomically); returns
+    (SHA-256, test accuracy, seconds)."""
+    start = time.perf_counter()
+    blob, accuracy = train_classifier(spec, dataset, seed)
+    seconds = time.perf_counter() - start
+    buffer = io.BytesIO()  # in memory: the bytes do not depend on the file name
+    torch.save(blob, buffer)
+    data = buffer.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(path, data)
+    meta = {"extractor": spec.name, "dataset": spec.train_dataset, "dataset_checksum": dataset.checksum,
+            "recipe": asdict(spec.recipe), "recipe_version": RECIPE_VERSION, "seed": seed, "sha256": sha,
+            "test_accuracy": accuracy, "train_seconds": seconds, "torch": torch.__version__}
+    atomic_write_bytes(meta_path, json.dumps(meta, indent=2).encode())
+    return sha, accuracy, seconds
+
+
 def ensure_extractor(name: str, *, dataset: Dataset | None = None, cache_dir: Path | None = None,
-                     seed: int = DEFAULT_SEED, load_context: LoadContext | None = None) -> ExtractorWeights:
+                     seed: int = DEFAULT_SEED, load_context: LoadContext | None = None,
+                     warn: bool = True) -> ExtractorWeights:
     """The trained weights of domain extractor ``name``: from the cache, else trained and cached.
 
     dataset: the extractor's training dataset if already loaded (used only when its name is the
         extractor's training dataset); otherwise it is loaded from ``load_context`` (default: the
         environment, as `load_context_from_env`).
     cache_dir: evalgen's cache root (default `user_cache_dir()`); files go to ``<it>/extractors``.
+    warn: also `warnings.warn` the result's ``notes`` (a cached entry that failed its checks and
+        was trained again); callers that report the notes themselves pass False.
     """
     spec = DOMAIN_EXTRACTORS.get(name)
     if spec is None:
@@ -246,44 +314,47 @@ def ensure_extractor(name: str, *, dataset: Dataset | None = None, cache_dir: Pa
     if dataset is None or dataset.name != spec.train_dataset:
         dataset = _load_training_dataset(spec, load_context)
     key = extractor_key(spec, dataset.checksum, seed)
-    folder = (Path(cache_dir) if cache_dir is not None else user_cache_dir()) / "extractors"
+    folder = cache_folder(Path(cache_dir) if cache_dir is not None else user_cache_dir(), EXTRACTORS_DIR)
     path, meta_path = folder / f"{name}-{key}.pt", folder / f"{name}-{key}.json"
-    if path.exists() and meta_path.exists():
+    notes: tuple[str, ...] = ()
+    if os.path.lexists(path) or os.path.lexists(meta_path):
         try:
-            meta = json.loads(meta_path.read_text())
-            sha = file_sha256(path)
-            if meta.get("sha256") == sha:
-                return ExtractorWeights(name, path, sha, float(meta["test_accuracy"]), float(meta["train_seconds"]),
-                                        spec.train_dataset, dataset.checksum, seed, key, trained_now=False)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable or corrupt entry: train again and overwrite it
-    start = time.perf_counter()
-    blob, accuracy = train_classifier(spec, dataset, seed)
-    seconds = time.perf_counter() - start
-    buffer = io.BytesIO()  # in memory: the bytes do not depend on the file name
-    torch.save(blob, buffer)
-    data = buffer.getvalue()
-    sha = hashlib.sha256(data).hexdigest()
-    _atomic_write(path, data)
-    meta = {"extractor": name, "dataset": spec.train_dataset, "dataset_checksum": dataset.checksum,
-            "recipe": asdict(spec.recipe), "recipe_version": RECIPE_VERSION, "seed": seed, "sha256": sha,
-            "test_accuracy": accuracy, "train_seconds": seconds, "torch": torch.__version__}
-    _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+            meta = _check_cached(spec, dataset, seed, path, meta_path)
+            return ExtractorWeights(name, path, meta["sha256"], float(meta["test_accuracy"]),
+                                    float(meta["train_seconds"]), spec.train_dataset, dataset.checksum, seed, key,
+                                    trained_now=False)
+        except BadCacheEntry as exc:
+            notes = (f"domain extractor {path} failed its check ({exc}): trained it again",)
+    sha, accuracy, seconds = _train_and_cache(spec, dataset, seed, path, meta_path)
+    for note in notes if warn else ():
+        warnings.warn(note, stacklevel=2)
     return ExtractorWeights(name, path, sha, accuracy, seconds, spec.train_dataset, dataset.checksum, seed, key,
-                            trained_now=True)
+                            trained_now=True, notes=notes)
 
 
 class DomainFeatureExtractor(FeatureExtractorBase):
     """torch-fidelity feature extractor for evalgen's domain classifiers (see the module doc)."""
 
-    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, expected_sha256=None, **kwargs):
+        """expected_sha256: when given (evalgen always gives it), the file's bytes are read once,
+        checked against it and loaded from memory, so what is loaded is what was checked."""
         super().__init__(name, features_list)
-        if feature_extractor_weights_path is None:
+        path = feature_extractor_weights_path
+        if path is None:
             raise ValueError(f"feature extractor '{name}' needs feature_extractor_weights_path "
                              f"(see evalgen.metrics.extractors.ensure_extractor)")
-        blob = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=True)
-        if blob.get("format") != FILE_FORMAT or blob.get("extractor") != name:
-            raise ValueError(f"{feature_extractor_weights_path} does not hold the weights of '{name}'")
+        if expected_sha256 is None:
+            payload = Path(path).read_bytes()
+        else:
+            try:
+                payload = read_checked_bytes(Path(path), expected_sha256, MAX_WEIGHTS_BYTES)
+            except BadCacheEntry as exc:
+                raise EvalgenError(f"domain extractor {path} changed after it was checked ({exc}); "
+                                   f"run again to rebuild it") from None
+        try:
+            blob = load_classifier_file(payload, name)
+        except ValueError as exc:
+            raise ValueError(f"{path} {exc}") from None
         self.size = int(blob["config"]["size"])
         self.model = build_classifier(blob)
 
@@ -316,7 +387,8 @@ class DomainFeatureExtractor(FeatureExtractorBase):
 @torch.no_grad()
 def extract_features(images: torch.Tensor, weights: ExtractorWeights, batch_size: int = 500) -> dict[str, torch.Tensor]:
     """Features of uint8 images (N, C, H, W) straight from the extractor (no torch-fidelity loop)."""
-    extractor = DomainFeatureExtractor(weights.name, [LOGITS, EMBEDDING], feature_extractor_weights_path=weights.path)
+    extractor = DomainFeatureExtractor(weights.name, [LOGITS, EMBEDDING], feature_extractor_weights_path=weights.path,
+                                       expected_sha256=weights.sha256)
     parts = [extractor(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
     return {LOGITS: torch.cat([p[0] for p in parts]), EMBEDDING: torch.cat([p[1] for p in parts])}
 

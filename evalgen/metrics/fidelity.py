@@ -1,21 +1,34 @@
-"""Sample-quality metrics (IS, FID, KID, precision/recall) through torch-fidelity.
+"""Sample-quality metrics (IS, FID, KID, precision/recall) from torch-fidelity's building blocks.
 
-`sample_quality` is the one place evalgen calls torch-fidelity. Samples stay in memory: stored
-values become uint8 images (`to_uint8`, the same for the reference split), wrapped in a
-``torch.utils.data.Dataset``, and ONE ``calculate_metrics(isc, fid, kid)`` call extracts
-features once per input and computes IS, FID and KID from them.
+`sample_quality` is the one place evalgen computes them. Samples stay in memory: stored values
+become uint8 images (`to_uint8`, the same for the reference split), wrapped in a
+``torch.utils.data.Dataset``; torch-fidelity's feature loop (``get_featuresdict_from_dataset``)
+runs the extractor over each input once, and its metric functions (``isc_featuresdict_to_metric``,
+``fid_featuresdict_to_statistics`` + ``fid_statistics_to_metric``, ``kid_featuresdict_to_metric``)
+compute IS, FID and KID with the settings ``calculate_metrics`` would use (`torch_fidelity_settings`:
+shuffled IS splits and KID subsets from ``rng_seed``), so the numbers are the ones it gives.
+
+torch-fidelity's ``calculate_metrics`` is not used: with ``cache=True`` it unpickles its cache files
+with ``weights_only=False``, so a planted file there would run code during an evaluation. No file
+is handed to anything that unpickles it: the extractor is built by evalgen (`_feature_extractor`: Inception-v3
+from a state_dict loaded with ``weights_only=True`` after its SHA-256 check, see
+`evalgen.metrics.inception`; a domain classifier from its checked file), nothing per run is
+written to disk, and `remove_legacy_sample_features` deletes what older versions left in
+``<cache_dir>/fidelity``.
 
 Precision/recall (Kynkäänniemi et al. 2019) compares k-NN balls of EQUAL numbers of real and
 generated feature vectors: a larger reference set has smaller balls and biases precision against
 recall. So it is computed by torch-fidelity's ``prc_features_to_metric`` on the features the pass
 above already made: the generated ones against a fixed random subset (seed ``rng_seed``) of the
-cached reference features of the same size (`prc_subsets`). No image is read twice.
+reference features of the same size (`prc_subsets`). No image is read twice.
 
-Reference features are cached by torch-fidelity under ``<cache_dir>/fidelity`` with
-``input2_cache_name`` = `reference_key`, a hash of everything that determines them (dataset name,
-split, checksum, extractor name and weights SHA-256, preprocessing, number of reference samples,
-feature layers, `METRIC_VERSION`), so a stale entry is never found and a second evaluation
-against the same reference extracts no reference features.
+Reference features are cached by evalgen under ``<cache_dir>/features`` as ``.npy`` arrays with a
+SHA-256 sidecar (`evalgen.metrics.cache`), one per layer the reference needs, named after
+`reference_key`, a hash of everything that determines them (dataset name, split, checksum,
+extractor name and weights SHA-256, preprocessing, number of reference samples, feature layers,
+`METRIC_VERSION`), so a stale entry is never found and a second evaluation against the same
+reference extracts no reference features. An entry is checked (hash, then shape, dtype,
+finiteness) before use; one that fails is rebuilt, and a one-line warning names it.
 
 FID: torch-fidelity 0.4 does not use a matrix square root; it takes the real part of
 ``sum(sqrt(eigvals(sigma1 @ sigma2)))`` with the means in the features' dtype (float32 for
@@ -30,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import uuid
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,16 +50,26 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 import torch
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+from torch_fidelity.metric_kid import kid_featuresdict_to_metric
+from torch_fidelity.utils import get_featuresdict_from_dataset
 
 from evalgen.datasets.base import Dataset
 from evalgen.datasets.files import user_cache_dir
 from evalgen.errors import EvalgenError
 from evalgen.metrics import extractors
+from evalgen.metrics.cache import BadCacheEntry, cache_folder, read_array, remove_legacy_sample_features, write_array
 from evalgen.metrics.extractors import DOMAIN_EXTRACTORS, PREPROCESSING, ensure_extractor, to_uint8
-from evalgen.metrics.inception import INCEPTION_EXTRACTOR, INCEPTION_LAYERS, resolve_inception_weights
+from evalgen.metrics.inception import INCEPTION_EXTRACTOR, INCEPTION_LAYERS, build_inception, resolve_inception_weights
 
-#: Bump when anything about how reference features are made changes: older cache entries go stale.
-METRIC_VERSION = 1
+#: Bump when anything about how reference features are made or stored changes: older entries go stale.
+#: 2: evalgen's own .npy + SHA-256 sidecar under <cache>/features instead of torch-fidelity's .pt files.
+METRIC_VERSION = 2
+#: Folders under the cache root: evalgen's reference features; torch-fidelity's, only cleaned up.
+FEATURES_DIR = "features"
+LEGACY_FIDELITY_DIR = "fidelity"
 #: Every setting of the metrics, in one place (kid_subset_size and isc_splits are capped by the counts).
 DEFAULTS = {
     "batch_size": 250,
@@ -65,7 +87,7 @@ DEFAULTS = {
     "sqrtm_max_residual": 1e-6,  # ||C @ C - S1 @ S2||_F / ||S1 @ S2||_F above this: use the fallback
     "fid_agreement_rtol": 1e-4,  # our FID vs torch-fidelity's, relative to the FID's scale
 }
-#: The DEFAULTS passed to torch-fidelity's calculate_metrics as they are.
+#: The DEFAULTS passed to torch-fidelity's metric functions as they are.
 TORCH_FIDELITY_SETTINGS = ("kid_subsets", "kid_kernel", "kid_kernel_poly_degree", "kid_kernel_poly_coef0",
                            "prc_neighborhood", "prc_batch_size", "rng_seed")
 DEFAULT_BATCH_SIZE: int = DEFAULTS["batch_size"]
@@ -105,7 +127,7 @@ class FidelityResult:
 
 
 class ImageSet(torch.utils.data.Dataset):
-    """uint8 images (N, C, H, W) for torch-fidelity; grey is repeated to ``channels`` per item."""
+    """uint8 images (N, C, H, W) for torch-fidelity's feature loop; grey is repeated to ``channels``."""
 
     def __init__(self, images: torch.Tensor, channels: int):
         self.images, self.channels = images, channels
@@ -128,17 +150,31 @@ class _Extractor:
     test_accuracy: float | None
 
 
-def _resolve_extractor(name: str, dataset: Dataset, cache_dir: Path, inception_weights: Path | None) -> _Extractor:
+def _resolve_extractor(name: str, dataset: Dataset, cache_dir: Path, inception_weights: Path | None,
+                       notes: list[str]) -> _Extractor:
+    """The checked weights file of extractor ``name``; cache repairs on the way go to ``notes``."""
     if name == INCEPTION_EXTRACTOR:
         path, sha = resolve_inception_weights(inception_weights)
         return _Extractor(name, path, sha, 3, dict(INCEPTION_LAYERS), None)
     if name in DOMAIN_EXTRACTORS:
-        w = ensure_extractor(name, dataset=dataset, cache_dir=cache_dir)
+        w = ensure_extractor(name, dataset=dataset, cache_dir=cache_dir, warn=False)
+        notes.extend(w.notes)
         cls = extractors.DomainFeatureExtractor
         layers = {m: cls.get_default_feature_layer_for_metric(m) for m in ("isc", "fid", "kid", "prc")}
         return _Extractor(name, w.path, w.sha256, 1, layers, w.test_accuracy)
     known = ", ".join(sorted([INCEPTION_EXTRACTOR, *DOMAIN_EXTRACTORS]))
     raise EvalgenError(f"unknown feature extractor '{name}' (known: {known})")
+
+
+def _feature_extractor(ext: _Extractor, features: list[str], device: torch.device) -> FeatureExtractorBase:
+    """The extractor module, built by evalgen from the checked file (never unpickled unsafely),
+    set up as torch-fidelity's ``create_feature_extractor`` does (no grad, eval, on ``device``)."""
+    if ext.name == INCEPTION_EXTRACTOR:
+        module = build_inception(features, ext.path, ext.sha256)
+    else:
+        module = extractors.DomainFeatureExtractor(ext.name, features, feature_extractor_weights_path=ext.path,
+                                                   expected_sha256=ext.sha256)
+    return module.requires_grad_(False).eval().to(device)
 
 
 def reference_key(dataset: Dataset, split: str, num_reference: int, extractor_name: str, weights_sha256: str,
@@ -228,6 +264,76 @@ def _check_samples(samples: torch.Tensor, dataset: Dataset) -> list[str]:
     return []
 
 
+def _extract(extractor: FeatureExtractorBase, images: ImageSet, batch_size: int,
+             device: torch.device) -> dict[str, torch.Tensor]:
+    """Features per layer the extractor provides, (N, D_layer) on the CPU, by torch-fidelity's loop."""
+    cuda = device.type == "cuda"
+    with torch.cuda.device(device) if cuda else contextlib.nullcontext():  # its loop moves batches by .cuda()
+        return get_featuresdict_from_dataset(images, extractor, int(batch_size), cuda, save_cpu_ram=True,
+                                             verbose=False)
+
+
+def _reference_paths(folder: Path, ref_name: str, ext: _Extractor) -> dict[str, Path]:
+    """The cache file of each layer the reference set is needed for (FID and KID; PRC uses FID's)."""
+    return {layer: folder / f"{ref_name}-{ext.name}-{layer}.npy"
+            for layer in sorted({ext.layers["fid"], ext.layers["kid"]})}
+
+
+def _cached_reference(paths: dict[str, Path], like: dict[str, torch.Tensor], num_reference: int,
+                      notes: list[str]) -> dict[str, torch.Tensor] | None:
+    """Every layer's cached reference features (num_reference, D) with the generated ones' D and
+    dtype, or None when one is missing or fails its checks (each failure is a line in ``notes``)."""
+    found: dict[str, torch.Tensor] = {}
+    for layer, path in paths.items():
+        try:
+            array = read_array(path, (num_reference, like[layer].shape[1]), like[layer].numpy().dtype)
+        except BadCacheEntry as exc:
+            notes.append(f"cache entry {path} failed its check ({exc}): rebuilt it")
+            continue
+        if array is not None:
+            found[layer] = torch.from_numpy(array)
+    return found if len(found) == len(paths) else None
+
+
+def _reference_features(extractor: FeatureExtractorBase, images: ImageSet, paths: dict[str, Path],
+                        like: dict[str, torch.Tensor], batch_size: int, device: torch.device,
+                        notes: list[str]) -> tuple[dict[str, torch.Tensor], bool]:
+    """Reference features per layer of ``paths`` (N_ref, D), and whether they came from the cache."""
+    cached = _cached_reference(paths, like, len(images), notes)
+    if cached is not None:
+        return cached, True
+    fresh = _extract(extractor, images, batch_size, device)
+    for layer, path in paths.items():
+        write_array(path, fresh[layer].numpy())
+    return {layer: fresh[layer] for layer in paths}, False
+
+
+def torch_fidelity_settings(num_generated: int, num_reference: int) -> dict:
+    """The keyword arguments torch-fidelity's metric functions get: `DEFAULTS` as in ``calculate_metrics``
+    (shuffled IS splits, KID subsets drawn from ``rng_seed``), with IS splits and KID subset size capped."""
+    settings = {k: DEFAULTS[k] for k in TORCH_FIDELITY_SETTINGS}
+    settings.update(isc_splits=min(DEFAULTS["isc_splits"], num_generated),
+                    kid_subset_size=min(DEFAULTS["kid_subset_size"], num_generated, num_reference),
+                    samples_shuffle=True, verbose=False)
+    return settings
+
+
+def _torch_fidelity_metrics(generated: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
+                            layers: dict[str, str], settings: dict) -> dict[str, float]:
+    """IS of the generated features, FID and KID against the reference ones, as torch-fidelity computes them."""
+    metrics = dict(isc_featuresdict_to_metric(generated, layers["isc"], **settings))
+    stats = [fid_featuresdict_to_statistics(f, layers["fid"]) for f in (generated, reference)]
+    metrics.update(fid_statistics_to_metric(*stats, verbose=False))
+    metrics.update(kid_featuresdict_to_metric(generated, reference, layers["kid"], **settings))
+    return metrics
+
+
+def _clean_cache(root: Path) -> Path:
+    """The reference-features folder, ready; what older versions and killed processes left is removed."""
+    remove_legacy_sample_features(root / LEGACY_FIDELITY_DIR)
+    return cache_folder(root, FEATURES_DIR)
+
+
 def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | None = None,
                    reference_split: str = DEFAULTS["reference_split"], num_reference: int | None = None,
                    cache_dir: Path | None = None, device: torch.device = torch.device("cpu"),
@@ -243,8 +349,6 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
     precision_recall: also compute precision/recall (Kynkäänniemi et al. 2019) on equal numbers of
         generated and reference features (`prc_subsets`).
     """
-    from torch_fidelity import calculate_metrics
-
     notes = _check_samples(samples, dataset)
     name = extractor or dataset.feature_extractor
     if name is None:
@@ -257,38 +361,24 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
         raise EvalgenError(f"num_reference must be between {MIN_SAMPLES} and {len(reference)} "
                            f"(the size of the {reference_split} split), got {n_ref}")
     root = Path(cache_dir) if cache_dir is not None else user_cache_dir()
-    ext = _resolve_extractor(name, dataset, root, inception_weights)
+    features_dir = _clean_cache(root)
+    ext = _resolve_extractor(name, dataset, root, inception_weights, notes)
     ref_name = reference_key(dataset, reference_split, n_ref, ext.name, ext.sha256, ext.channels, ext.layers)
-    fidelity_cache = root / "fidelity"
-    fidelity_cache.mkdir(parents=True, exist_ok=True)
     layers = {m: ext.layers[m] for m in ("isc", "fid", "kid")}
-    ref_files = [fidelity_cache / f"{ref_name}-{ext.name}-features-{layer}.pt" for layer in set(layers.values())]
-    reference_cached = all(p.exists() for p in ref_files)
 
     n = len(samples)
-    generated = ImageSet(to_uint8(samples.clamp(0, dataset.levels - 1), dataset.levels), ext.channels)
-    real = ImageSet(to_uint8(reference.x[:n_ref], dataset.levels), ext.channels)
-    sample_name = f"evalgen-samples-{uuid.uuid4().hex}"  # features of input1 land in the cache; removed below
-    cuda = torch.device(device).type == "cuda"
-    settings = {k: DEFAULTS[k] for k in TORCH_FIDELITY_SETTINGS}
-    settings.update(isc_splits=min(DEFAULTS["isc_splits"], n),
-                    kid_subset_size=min(DEFAULTS["kid_subset_size"], n, n_ref))
+    device = torch.device(device)
     try:
-        with torch.cuda.device(device) if cuda else contextlib.nullcontext():  # torch-fidelity uses .cuda()
-            metrics = calculate_metrics(
-                input1=generated, input2=real, input1_cache_name=sample_name, input2_cache_name=ref_name,
-                cache_root=str(fidelity_cache), cache=True, cuda=cuda, batch_size=int(batch_size),
-                isc=True, fid=True, kid=True, feature_extractor=ext.name,
-                feature_extractor_weights_path=str(ext.path),
-                **{f"feature_layer_{metric}": layer for metric, layer in layers.items()},
-                samples_shuffle=True, save_cpu_ram=True, verbose=False, **settings)
-        f1, f2 = (torch.load(fidelity_cache / f"{key}-{ext.name}-features-{ext.layers['fid']}.pt",
-                             weights_only=True) for key in (sample_name, ref_name))
+        module = _feature_extractor(ext, sorted(set(layers.values())), device)
+        generated = _extract(module, ImageSet(to_uint8(samples.clamp(0, dataset.levels - 1), dataset.levels),
+                                              ext.channels), batch_size, device)
+        real = ImageSet(to_uint8(reference.x[:n_ref], dataset.levels), ext.channels)
+        ref, reference_cached = _reference_features(module, real, _reference_paths(features_dir, ref_name, ext),
+                                                    generated, batch_size, device, notes)
+        metrics = _torch_fidelity_metrics(generated, ref, layers, torch_fidelity_settings(n, n_ref))
     except ValueError as exc:  # torch-fidelity reports bad arguments and inputs as ValueError
         raise EvalgenError(f"torch-fidelity: {exc}") from None
-    finally:
-        for leftover in fidelity_cache.glob(f"{sample_name}-*"):
-            leftover.unlink(missing_ok=True)
+    f1, f2 = generated[ext.layers["fid"]], ref[ext.layers["fid"]]
 
     precision, recall, prc_count = _precision_recall(f1, f2) if precision_recall else (None, None, None)
     fid, method = frechet_distance(f1.numpy(), f2.numpy())
