@@ -30,13 +30,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from evalgen.datasets.base import Dataset, ModeSet
 from evalgen.errors import DataUnavailableError, EvalgenError
+
+if TYPE_CHECKING:  # extractors imports torch-fidelity: loaded only when a classifier is needed
+    from evalgen.metrics.extractors import ExtractorWeights
 
 #: A sample is high quality when its nearest centre is within this many stds (VEEGAN, PacGAN).
 HIGH_QUALITY_SIGMAS = 3
@@ -131,10 +134,18 @@ def _labelled_images_reason(dataset: Dataset) -> str | None:
     return None
 
 
-def classifier_classes(weights_path: Path) -> int:
-    """The number of classes of a domain classifier's weights file."""
-    blob = torch.load(weights_path, map_location="cpu", weights_only=True)
-    return int(blob["config"]["num_classes"])
+def classifier_classes(weights: ExtractorWeights) -> int:
+    """The number of classes of a domain classifier, read from exactly the bytes whose SHA-256
+    `ensure_extractor` checked (a file swapped since is refused, not loaded)."""
+    from evalgen.metrics.cache import BadCacheEntry, read_checked_bytes
+    from evalgen.metrics.extractors import MAX_WEIGHTS_BYTES, load_classifier_file
+
+    try:
+        payload = read_checked_bytes(weights.path, weights.sha256, MAX_WEIGHTS_BYTES)
+    except BadCacheEntry as exc:
+        raise EvalgenError(f"domain extractor {weights.path} changed after it was checked ({exc}); "
+                           f"run again to rebuild it") from None
+    return int(load_classifier_file(payload, weights.name)["config"]["num_classes"])
 
 
 def skip_reason(dataset: Dataset, cache_dir: Path | None = None) -> str | None:
@@ -151,7 +162,7 @@ def skip_reason(dataset: Dataset, cache_dir: Path | None = None) -> str | None:
         weights = ensure_extractor(dataset.feature_extractor, dataset=dataset, cache_dir=cache_dir)
     except DataUnavailableError as exc:
         return f"domain classifier '{dataset.feature_extractor}' unavailable: {exc}"
-    classes = classifier_classes(weights.path)
+    classes = classifier_classes(weights)
     if classes != dataset.num_classes:
         return (f"domain classifier '{weights.name}' has {classes} classes, dataset '{dataset.name}' "
                 f"has {dataset.num_classes}")
