@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -50,12 +51,28 @@ def unit_budget(install_plugin):
     return install_plugin("unitbudget", "toy_plugins:unit_budget")
 
 
+@pytest.fixture(scope="module")
+def pristine_two_seeds(tmp_path_factory):
+    """Two finished baseline records, made once per module; tests work on copies."""
+    import torch
+
+    from evalgen.datasets.base import LoadContext
+    from evalgen.harness.runner import RunContext, run_sweep
+    from evalgen.harness.spec import RunSpec
+
+    out = tmp_path_factory.mktemp("pristine") / "out"
+    plugins = load_plugins(extra=[("unit", toy_plugins.UnitBudget())])
+    ctx = RunContext(plugins, out, torch.device("cpu"), LoadContext(out / "nodata", False))
+    specs = [RunSpec("baselines", "categorical", "digits", "unit", seed) for seed in range(2)]
+    assert not run_sweep(specs, ctx, report=lambda line: None).failures
+    return out
+
+
 @pytest.fixture
-def two_seeds(tmp_path, unit_budget):
-    """An output folder with two finished baseline records."""
+def two_seeds(tmp_path, unit_budget, pristine_two_seeds):
+    """An output folder with two finished baseline records (a private copy)."""
     out = tmp_path / "out"
-    result = invoke("run", "--plugin", "baselines", "--budget", "unit", "--seeds", "2", "--out", str(out))
-    assert result.exit_code == 0, result.output
+    shutil.copytree(pristine_two_seeds, out)
     return out
 
 
@@ -95,7 +112,8 @@ def test_a_bad_record_is_reported_moved_aside_and_retrained_while_the_sweep_goes
     bad = CORRUPTIONS[corruption](out)
     _record(out, 0).write_bytes(bad)
     seed1 = _record(out, 1).read_bytes()
-    result = invoke("run", "--plugin", "baselines", "--budget", "unit", "--seeds", "3", "--out", str(out))
+    seeds = 3 if corruption == "truncated" else 2  # once is enough to show later specs still train
+    result = invoke("run", "--plugin", "baselines", "--budget", "unit", "--seeds", str(seeds), "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output and "internal error" not in result.output
     (line,) = [line for line in result.output.splitlines() if line.startswith("ignoring")]
@@ -104,7 +122,8 @@ def test_a_bad_record_is_reported_moved_aside_and_retrained_while_the_sweep_goes
     assert read_record(_record(out, 0))["key"] == KEY.format(0)  # retrained
     assert _record(out, 1).read_bytes() == seed1  # reused untouched
     assert f"reusing {KEY.format(1)}" in result.output
-    assert read_record(_record(out, 2))["spec"]["seed"] == 2  # the rest of the sweep went on
+    if seeds == 3:
+        assert read_record(_record(out, 2))["spec"]["seed"] == 2  # the rest of the sweep went on
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e999", "-1e400"])
@@ -286,6 +305,20 @@ def test_a_spec_locked_by_another_run_is_waited_for(tmp_path, unit_budget):
     assert _record(out, 0).exists()
 
 
+def test_a_planted_lock_link_is_refused_and_its_target_untouched(two_seeds, tmp_path):
+    from evalgen.harness.runner import LOCKS_DIR
+
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    lock = two_seeds / LOCKS_DIR / f"{KEY.format(0)}.lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(target)
+    result = invoke("run", "--plugin", "baselines", "--budget", "unit", "--seeds", "2", "--out", str(two_seeds))
+    assert_one_line_error(result, f"{lock} is a symbolic link", "delete it")
+    assert f"reusing {KEY.format(1)}" in result.output  # the rest of the sweep went on
+    assert target.read_text() == "keep me"
+
+
 def test_two_runs_on_one_out_train_each_spec_once(tmp_path, install_plugin):
     site = install_plugin("slowtoy", "toy_plugins:slow")
     install_plugin("unitbudget", "toy_plugins:unit_budget")
@@ -325,7 +358,7 @@ def test_a_hostile_checkpoint_is_refused_in_one_line_and_runs_no_code(two_seeds,
 
     path = checkpoint_path(two_seeds, KEY.format(0))
     marker = tmp_path / "pwned"
-    payloads = {"planted pickle": pickle.dumps({"state_dict": _Planted(marker), "spec": {}}),
+    payloads = {"planted pickle": pickle.dumps({"state_dict": _Planted(marker), "spec": {}}, protocol=2),
                 "truncated": path.read_bytes()[:100], "garbage": b"\x00" * 64}
     if content == "not a dict":
         torch.save([1, 2], path)

@@ -212,7 +212,10 @@ def _spec_lock(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) ->
     """Hold the lock of ``spec`` in ``--out``: two `evalgen run`s on one folder never train the
     same spec at once; the second waits and then reuses the first one's record. Yields whether
     it had to wait."""
-    lock = filelock.FileLock(ctx.out_dir / LOCKS_DIR / f"{spec.key}.lock")
+    path = ctx.out_dir / LOCKS_DIR / f"{spec.key}.lock"
+    if path.is_symlink():  # a lock file is opened for writing: never through a planted link
+        raise EvalgenError(f"{path} is a symbolic link; delete it (evalgen makes its own lock files there)")
+    lock = filelock.FileLock(path)
     try:
         lock.acquire(timeout=0)
         waited = False
