@@ -29,7 +29,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 from test_leaderboard import BASELINE, PNG_MAGIC, shared_runs
-from test_leaderboard_html import BROWSERS, _missing
+from browser import chromium_binaries, headless_chromium
 from toy_plugins import assert_one_line_error
 
 import evalgen.leaderboard.build as build_module
@@ -189,28 +189,8 @@ def hostile_names_board(corpus, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def driver():
     """One headless Chromium for the module (skipped, or failed under CI, like the page test)."""
-    import importlib.util
-
-    if importlib.util.find_spec("selenium") is None:
-        _missing("selenium is not installed (pip install evalgen[test])")
-    binary = next(filter(None, map(shutil.which, BROWSERS)), None)
-    driver_path = shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        _missing(f"chromium or chromedriver not found on PATH (browser: {binary}, driver: {driver_path})")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager look for downloads
-        options = webdriver.ChromeOptions()
-        options.binary_location = binary
-        for argument in ("--headless=new", "--no-sandbox", "--disable-gpu"):
-            options.add_argument(argument)
-        browser = webdriver.Chrome(service=Service(driver_path), options=options)
-        try:
-            yield browser
-        finally:
-            browser.quit()
+    with headless_chromium(*chromium_binaries()) as browser:
+        yield browser
 
 
 INSPECT = """

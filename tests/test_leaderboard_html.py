@@ -1,41 +1,22 @@
-"""The leaderboard page in a real browser: headless Chromium through the system chromedriver.
-
-Skipped where Chromium is not installed, except under CI=true, where it must run (.ci/run
-installs the Debian packages chromium and chromium-driver).
-"""
+"""The leaderboard page in a real browser: headless Chromium through the system chromedriver
+(`browser`: skipped where it is not installed, except under CI=true, where it must run)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from evalgen.cli import main
+from browser import chromium_binaries, headless_chromium
 from test_leaderboard import PNG_MAGIC, shared_runs
-
-BROWSERS = ("chromium", "chromium-browser")
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must run the browser test (.ci/run installs chromium chromium-driver)")
-    pytest.skip(reason)
+from evalgen.cli import main
 
 
 @pytest.fixture(scope="module")
 def chromium() -> tuple[str, str]:
     """The browser and driver binaries (checked before any records are built)."""
-    if importlib.util.find_spec("selenium") is None:
-        _missing("selenium is not installed (pip install evalgen[test])")
-    binary = next(filter(None, map(shutil.which, BROWSERS)), None)
-    driver = shutil.which("chromedriver")
-    if binary is None or driver is None:
-        _missing(f"chromium or chromedriver not found on PATH (browser: {binary}, driver: {driver})")
-    return binary, driver
+    return chromium_binaries()
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +28,9 @@ def page(chromium, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def browser(chromium, monkeypatch):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = chromium
-    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium Manager look for downloads
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1200"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
+def browser(chromium):
+    with headless_chromium(*chromium, "--window-size=1600,1200") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _column(driver, table_id: str, index: int) -> list[str]:
