@@ -80,6 +80,8 @@ def check_identity(record: dict[str, Any], path: Path) -> None:
 
 def read_record(path: Path) -> dict[str, Any]:
     """A record read strictly and validated; anything wrong is one EvalgenError naming ``path``."""
+    if path.is_symlink():  # a link could make a record of any file, and an error message quote it
+        raise EvalgenError(f"{path} is a symbolic link; evalgen reads only real record files: copy the file there")
     record = read_json(path, "run record")
     _check_schema_name(record, path)
     validate_record(record, path)

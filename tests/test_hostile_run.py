@@ -103,6 +103,7 @@ CORRUPTIONS = {
     "path in a name": lambda out: _edited(_record(out, 0), lambda r: r["spec"].update(plugin="../../x")),
     "duplicate key": lambda out: _record(out, 0).read_bytes().replace(b'{', b'{"status": "ok", ', 1),
     "deep nesting": lambda out: b"[" * 100_000 + b"]" * 100_000,
+    "a link to another file": lambda out: None,  # see the test
 }
 
 
@@ -110,7 +111,14 @@ CORRUPTIONS = {
 def test_a_bad_record_is_reported_moved_aside_and_retrained_while_the_sweep_goes_on(two_seeds, corruption):
     out = two_seeds
     bad = CORRUPTIONS[corruption](out)
-    _record(out, 0).write_bytes(bad)
+    if bad is None:  # a record that is a link to a file elsewhere (here: a valid record)
+        elsewhere = out.parent / "elsewhere.json"
+        elsewhere.write_bytes(_record(out, 0).read_bytes())
+        _record(out, 0).unlink()
+        _record(out, 0).symlink_to(elsewhere)
+        bad = elsewhere.read_bytes()
+    else:
+        _record(out, 0).write_bytes(bad)
     seed1 = _record(out, 1).read_bytes()
     seeds = 3 if corruption == "truncated" else 2  # once is enough to show later specs still train
     result = invoke("run", "--plugin", "baselines", "--budget", "unit", "--seeds", str(seeds), "--out", str(out))
