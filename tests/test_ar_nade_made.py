@@ -19,8 +19,8 @@ except ImportError:  # not installed: the plugin folder of this checkout
     if PLUGINS not in sys.path:
         sys.path.insert(0, PLUGINS)
 
-from evalgen_autoregressive.made import MADE  # noqa: E402
-from evalgen_autoregressive.nade import NADE  # noqa: E402
+from evalgen_autoregressive.made import MADE
+from evalgen_autoregressive.nade import NADE
 
 
 def states(dims: int, levels: int) -> torch.Tensor:
@@ -92,7 +92,7 @@ def test_made_conditionals_see_only_earlier_dimensions(levels, depth):
     model = perturbed(MADE((2, 4), levels, hidden=12, depth=depth, num_masks=4, seed=3), seed=3, std=0.5)
     assert len({tuple(o.tolist()) for o in model.orders}) > 1  # several random orderings
     for k in range(4):
-        _check_autoregressive(lambda x: model.logits(x.reshape(-1, 2, 4), k), model.orders[k], 8, levels)
+        _check_autoregressive(lambda x, k=k: model.logits(x.reshape(-1, 2, 4), k), model.orders[k], 8, levels)
         # Structure too: no path through the masks from a not-earlier input to an output.
         paths = model.mask_out[k].double()
         for i in reversed(range(depth)):

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from evalgen_baselines.models import FactorizedCategorical, FactorizedGaussian
-from scipy import stats
 
 
 def test_categorical_log_prob_is_the_sum_of_per_dimension_log_probabilities():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from toy_plugins import assert_one_line_error
 
 from evalgen.cli import main
-from toy_plugins import assert_one_line_error
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -58,7 +58,8 @@ def test_unknown_names_get_one_line_and_a_suggestion(args, fragments, finished_r
 ])
 def test_plugins_that_break_the_contract_fail_clearly_and_keep_earlier_records(
         plugin, fragment, finished_run, install_plugin):
-    install_plugin(plugin, f"toy_plugins:{plugin.replace('badsample', 'bad_sample').replace('nanlogprob', 'nan_log_prob')}")
+    target = {"badsample": "bad_sample", "nanlogprob": "nan_log_prob"}.get(plugin, plugin)
+    install_plugin(plugin, f"toy_plugins:{target}")
     out, record, before = finished_run
     result = invoke("run", "--plugin", plugin, "--budget", "unit", "--out", str(out))
     assert result.exit_code != 0 and "Traceback" not in result.output

@@ -21,8 +21,7 @@ import pytest
 import torch
 
 from evalgen import hookspecs
-from evalgen.datasets import base, default_data_dir, load_context_from_env, user_cache_dir
-from evalgen.datasets import builtin, digits, mnist, toys
+from evalgen.datasets import base, builtin, default_data_dir, digits, load_context_from_env, mnist, toys, user_cache_dir
 from evalgen.datasets.base import DatasetSpec, LoadContext
 from evalgen.errors import DataUnavailableError
 from evalgen.types import DataKind
@@ -179,7 +178,7 @@ def test_digits_deterministic_and_checksum_stable():
 
 def _grid(half: float, h: float) -> tuple[torch.Tensor, float, int]:
     """Midpoints of an h-spaced grid on [-half, half]^2 (float64), the cell area and points per side."""
-    n = int(round(2 * half / h))
+    n = round(2 * half / h)
     c = -half + h * (torch.arange(n, dtype=torch.float64) + 0.5)
     gx, gy = torch.meshgrid(c, c, indexing="ij")
     return torch.stack([gx.reshape(-1), gy.reshape(-1)], 1), h * h, n
@@ -206,7 +205,7 @@ def test_toy_samples_follow_density(name):
     from scipy import stats
 
     ds = toys.load_toy(name)
-    pts, logp, area, n = _quadrature(name)
+    _, logp, area, n = _quadrature(name)
     p = (logp.exp() * area).reshape(n, n)
     coarse = 25  # 0.5 x 0.5 bins: 24 x 24 of them
     mass = p.reshape(n // coarse, coarse, n // coarse, coarse).sum((1, 3)).reshape(-1).numpy()

@@ -16,8 +16,8 @@ try:
 except ImportError:  # the project is not (re-)installed with the ebm plugin yet
     sys.path.insert(0, str(Path(__file__).parents[1] / "plugins"))
 
-from evalgen_ebm import ais  # noqa: E402
-from evalgen_ebm.dbm import DBM  # noqa: E402
+from evalgen_ebm import ais
+from evalgen_ebm.dbm import DBM
 
 D, H1, H2 = 5, 4, 3
 

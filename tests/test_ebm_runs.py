@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+import toy_plugins
 from click.testing import CliRunner
 
-import toy_plugins
 from evalgen.cli import main
 from evalgen.datasets.base import LoadContext
 from evalgen.harness.checkpoints import checkpoint_path, read_checkpoint
@@ -21,8 +21,8 @@ FAST = ("-o", "ais_steps=500", "-o", "burn_in=100")
 
 def test_default_run_is_on_binarized_digits_and_fills_nll_estimates_is_fid_and_auroc(tmp_path, install_plugin):
     install_plugin("unitbudget", "toy_plugins:unit_budget")
-    result = CliRunner().invoke(main, ["run", "--plugin", "ebm", "--budget", "unit", *FAST, "--importance-samples", "20",
-                                       "--out", str(tmp_path)])
+    result = CliRunner().invoke(main, ["run", "--plugin", "ebm", "--budget", "unit", *FAST,
+                                       "--importance-samples", "20", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "binarized-digits" in result.output
     table = pd.read_csv(tmp_path / "table.csv").set_index("model")

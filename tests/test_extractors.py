@@ -8,12 +8,17 @@ import pytest
 import torch
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from evalgen.datasets.base import LoadContext
 from evalgen.datasets.digits import load_digits
 from evalgen.errors import EvalgenError
 from evalgen.metrics import extractors
 from evalgen.metrics.extractors import (
-    DOMAIN_EXTRACTORS, EMBEDDING, LOGITS, DomainFeatureExtractor, ensure_extractor, extract_features, to_uint8,
+    DOMAIN_EXTRACTORS,
+    EMBEDDING,
+    LOGITS,
+    DomainFeatureExtractor,
+    ensure_extractor,
+    extract_features,
+    to_uint8,
 )
 
 
@@ -100,7 +105,7 @@ def test_feature_extractor_contract():
         DomainFeatureExtractor("mnist-classifier", [LOGITS], feature_extractor_weights_path=weights.path)
     with pytest.raises(ValueError, match="needs feature_extractor_weights_path"):
         DomainFeatureExtractor("digits-classifier", [LOGITS])
-    with pytest.raises(ValueError, match="takes uint8 images .B, C, 8, 8."):
+    with pytest.raises(ValueError, match=r"takes uint8 images .B, C, 8, 8."):
         ext(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
 
 

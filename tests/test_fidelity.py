@@ -260,5 +260,5 @@ def test_inception_offline_without_weights_says_where_to_put_them(monkeypatch, t
     assert inception.INCEPTION_WEIGHTS_ENV in message and inception.INCEPTION_FILENAME in message
     assert str(inception.default_inception_path()) in message
     monkeypatch.setenv(inception.INCEPTION_WEIGHTS_ENV, str(tmp_path / "nowhere.pth"))
-    with pytest.raises(EvalgenError, match="not found at .*nowhere.pth"):
+    with pytest.raises(EvalgenError, match=r"not found at .*nowhere.pth"):
         inception.resolve_inception_weights()

@@ -304,6 +304,6 @@ def test_made_is_autoregressive(dim, hidden):
     made = perturb(MADE(dim, hidden)).double()
     x = torch.randn(dim, dtype=torch.float64)
     for part in (0, 1):  # d mu / d x and d log-scale / d x are strictly lower triangular
-        jac = torch.autograd.functional.jacobian(lambda v: made(v[None])[part][0], x)
+        jac = torch.autograd.functional.jacobian(lambda v, part=part: made(v[None])[part][0], x)
         assert torch.count_nonzero(torch.triu(jac)) == 0
         assert torch.count_nonzero(torch.tril(jac, -1)) > 0

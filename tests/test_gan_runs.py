@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 import toy_plugins
+
 from evalgen import Budget, hookimpl
 from evalgen.datasets.base import LoadContext
 from evalgen.harness.data import to_stored_values

@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 import toy_plugins
+
 from evalgen.datasets.base import LoadContext
 from evalgen.harness.checkpoints import checkpoint_path, read_checkpoint
 from evalgen.harness.contract import BoundModel

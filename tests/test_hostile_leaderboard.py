@@ -26,10 +26,10 @@ import markdown
 import pandas as pd
 import pytest
 import torch
+from browser import chromium_binaries, headless_chromium
 from click.testing import CliRunner
 from PIL import Image
 from test_leaderboard import BASELINE, PNG_MAGIC, shared_runs
-from browser import chromium_binaries, headless_chromium
 from toy_plugins import assert_one_line_error
 
 import evalgen.leaderboard.build as build_module

@@ -23,10 +23,10 @@ from pathlib import Path
 import filelock
 import pandas
 import pytest
-from click.testing import CliRunner
-
 import toy_plugins
+from click.testing import CliRunner
 from toy_plugins import assert_one_line_error
+
 from evalgen.cli import main
 from evalgen.errors import EvalgenError
 from evalgen.plugins import load_plugins

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
-
 import toy_plugins
+from click.testing import CliRunner
 from toy_plugins import assert_one_line_error
+
 from evalgen.cli import main, run_command
 from evalgen.datasets.base import LoadContext
 from evalgen.harness.runner import RunContext, run_sweep

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
 from browser import chromium_binaries, headless_chromium
+from click.testing import CliRunner
 from test_leaderboard import PNG_MAGIC, shared_runs
+
 from evalgen.cli import main
 
 

@@ -1,8 +1,8 @@
 """The metric registry: what applies is computed, what does not says why."""
 
 import torch
-
 import toy_plugins
+
 from evalgen import MetricSpec, hookimpl
 from evalgen.datasets.base import LoadContext
 from evalgen.harness.runner import RunContext, run_one

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 import torch
+import toy_plugins
 from scipy import stats
 from scipy.spatial.distance import cdist
 
-import toy_plugins
 from evalgen import Budget, Likelihood, LikelihoodKind, MetricInputs, ModeSet
 from evalgen.datasets.base import LoadContext
 from evalgen.datasets.toys import TOYS, load_toy

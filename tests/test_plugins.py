@@ -3,8 +3,8 @@
 import inspect
 
 import pytest
-
 import toy_plugins
+
 from evalgen import hookimpl, hookspecs
 from evalgen.budgets import PRESETS
 from evalgen.datasets.base import DatasetSpec

@@ -8,8 +8,8 @@ import os
 
 import pytest
 import torch
-
 import toy_plugins
+
 from evalgen.datasets.base import LoadContext
 from evalgen.harness.runner import RunContext, run_one
 from evalgen.harness.spec import RunSpec
@@ -81,8 +81,8 @@ def test_cvae_conditional_samples_have_the_requested_class_on_mnist(mnist, mnist
     seed = int(os.environ.get("EVALGEN_CVAE_SEED", "0"))
     model = _train("cvae", mnist, steps=steps, seed=seed)
     accuracy, per_class = _conditional_accuracy(model, mnist, mnist_weights)
-    print(f"mnist cvae, seed {seed}, after {steps} steps: {accuracy:.3f} of class-conditional samples classified as asked; "
-          f"per class {[round(a, 2) for a in per_class]}")
+    print(f"mnist cvae, seed {seed}, after {steps} steps: {accuracy:.3f} of class-conditional samples "
+          f"classified as asked; per class {[round(a, 2) for a in per_class]}")
     assert accuracy >= 0.9
 
 

@@ -117,7 +117,8 @@ def evaluate(bound: BoundModel, model: nn.Module, data: ModelData, dataset: Data
         test_scores = scorer(dataset.test.x)
     inputs = MetricInputs(
         dataset=dataset, info=info, likelihood=bound.likelihood, samples=samples,
-        test_log_prob=log_p, test_elbo=elbo, likelihood_details=details, outlier_score=scorer, test_outlier_scores=test_scores,
+        test_log_prob=log_p, test_elbo=elbo, likelihood_details=details, outlier_score=scorer,
+        test_outlier_scores=test_scores,
         outlier_score_label=score_label, load_dataset=load_dataset,
         budget=budget, seed=seed, device=device,
     )

@@ -133,7 +133,7 @@ def _csv_row(board: Board, row: Any) -> list[Any]:
     for metric in METRICS:
         values += [row.summary[f"{metric.name}_{part}"] for part in ("mean", "std", "n")]
         values.append(ranks.get(metric.name))
-    return values + [row.summary["extractor"], row.summary["auroc_label"], row.command]
+    return [*values, row.summary["extractor"], row.summary["auroc_label"], row.command]
 
 
 def leaderboard_csv(boards: list[Board]) -> str:

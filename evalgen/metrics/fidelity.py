@@ -336,7 +336,7 @@ def _clean_cache(root: Path) -> Path:
 
 def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | None = None,
                    reference_split: str = DEFAULTS["reference_split"], num_reference: int | None = None,
-                   cache_dir: Path | None = None, device: torch.device = torch.device("cpu"),
+                   cache_dir: Path | None = None, device: torch.device | str = "cpu",
                    batch_size: int = DEFAULT_BATCH_SIZE, inception_weights: Path | None = None,
                    precision_recall: bool = True) -> FidelityResult:
     """IS, FID, KID and precision/recall of ``samples`` against a split of ``dataset``.

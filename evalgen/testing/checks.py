@@ -191,7 +191,6 @@ def check_checkpoint(subject: Subject) -> str:
 
 
 def check_training(subject: Subject) -> str:
-    s = subject.settings
     trained = subject.resource("trained", direct=True)
     for step, losses in enumerate(trained.log.losses):
         bad = [k for k, v in losses.items() if not math.isfinite(v)]

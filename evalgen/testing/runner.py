@@ -78,7 +78,7 @@ class Check:
             message, status = str(exc), "failed"
         except CheckSkipped as exc:
             message, status = str(exc), "skipped"
-        except Exception as exc:  # noqa: BLE001 - a plugin's error is a failed check, never a crash
+        except Exception as exc:  # a plugin's error is a failed check, never a crash
             message, status = describe_error(exc), "failed"
         return CheckResult(self.name, self.model, status, message or "", time.perf_counter() - start, self.data)
 

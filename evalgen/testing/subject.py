@@ -71,7 +71,7 @@ class Trained:
 def _call(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
-    except Exception as exc:  # noqa: BLE001 - kept and reported by the check that needs it
+    except Exception as exc:  # kept and reported by the check that needs it
         return exc
 
 
@@ -117,7 +117,7 @@ class Subject:
                 self._cache[name] = ("ok", getattr(self, f"_make_{name}")())
             except CheckSkipped as exc:
                 self._cache[name] = ("skip", exc)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self._cache[name] = ("fail", exc)
         status, value = self._cache[name]
         if status == "ok":

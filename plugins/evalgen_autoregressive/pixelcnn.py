@@ -37,8 +37,9 @@ Choices:
   only on the current pixel. In the gated model the vertical stack, which only sees rows above,
   runs once per row, and each pixel's pass is the horizontal stack over the ``layers`` pixels to
   its left; the ungated model runs every layer on the window's rows for every pixel. This is
-  exact (tested against the full pass), not Fast PixelCNN's (Ramachandran et al. 2017) caching. Each pixel is drawn from its output distribution with the given
-  generator, which must live on the module's device.
+  exact (tested against the full pass), not Fast PixelCNN's (Ramachandran et al. 2017) caching.
+  Each pixel is drawn from its output distribution with the given generator, which must live on
+  the module's device.
 """
 
 from __future__ import annotations

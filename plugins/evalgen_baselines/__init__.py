@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from evalgen import Batch, DataKind, DatasetInfo, FamilyInfo, ModelSpec, TrainState, hookimpl
-
 from evalgen_baselines.models import FactorizedCategorical, FactorizedGaussian
 
 MODELS = (

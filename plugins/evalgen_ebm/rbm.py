@@ -8,6 +8,7 @@ free energy, and log p(v) = -F(v) - log Z.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -30,7 +31,8 @@ def smoothed_base_rate(train_v: torch.Tensor) -> torch.Tensor:
 
 
 def bernoulli(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return (torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype) < probs).to(probs.dtype)
+    noise = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+    return (noise < probs).to(probs.dtype)
 
 
 class RBM(nn.Module):
@@ -140,7 +142,7 @@ class RBM(nn.Module):
         a, b = self.base_bias, self.b
         v = self.base_samples(num_chains, generator)
         log_w = torch.zeros(num_chains, dtype=torch.float64, device=v.device)
-        for previous, beta in zip(betas[:-1], betas[1:]):
+        for previous, beta in itertools.pairwise(betas):
             pre = v @ self.W + self.c
             visible = v @ (b - a)  # log p*_beta = v.a + beta v.(b - a) + sum softplus(beta pre)
             step = (beta - previous) * visible + (F.softplus(beta * pre) - F.softplus(previous * pre)).sum(1)

@@ -128,8 +128,8 @@ class Flow(nn.Module):
         """Map flat data (N, D) to the base: returns ``z`` (N, D) and ``log|det dz/dx|`` (N,)."""
         ladj = x.new_zeros(x.shape[0])
         for t in self.transforms:
-            x, l = t(x)
-            ladj = ladj + l
+            x, step_ladj = t(x)
+            ladj = ladj + step_ladj
         return x, ladj
 
     def inverse_from_base(self, z: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ scores (the discriminator's logit for the GAN, the critic's value for a WGAN).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -17,7 +18,7 @@ LEAK = 0.2  #: LeakyReLU slope of every discriminator (Radford et al. 2016)
 
 def mlp(sizes: list[int], activation: type[nn.Module], **kwargs) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(activation(**kwargs))

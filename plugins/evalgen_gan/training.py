@@ -31,7 +31,8 @@ def discriminator_step(model: GAN, real: torch.Tensor, state: TrainState) -> tup
     if s.objective == "gan":
         loss = losses.gan_discriminator_loss(real_score, fake_score)
         out["loss/discriminator"] = loss.detach()
-        out["D(real)"], out["D(fake)"] = torch.sigmoid(real_score).mean().detach(), torch.sigmoid(fake_score).mean().detach()
+        out["D(real)"] = torch.sigmoid(real_score).mean().detach()
+        out["D(fake)"] = torch.sigmoid(fake_score).mean().detach()
     else:
         loss = losses.critic_loss(real_score, fake_score)
         out["loss/critic"] = loss.detach()

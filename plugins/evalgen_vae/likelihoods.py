@@ -22,8 +22,17 @@ import torch
 
 from evalgen import Bernoulli, Categorical, DiscretizedLogistic, LogisticMixture
 
-__all__ = ["Bernoulli", "Categorical", "DiscretizedLogistic", "Gaussian", "LogisticMixture", "DECODERS",
-           "MAX_CATEGORICAL_LEVELS", "default_decoder", "make_decoder"]
+__all__ = [
+    "DECODERS",
+    "MAX_CATEGORICAL_LEVELS",
+    "Bernoulli",
+    "Categorical",
+    "DiscretizedLogistic",
+    "Gaussian",
+    "LogisticMixture",
+    "default_decoder",
+    "make_decoder",
+]
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

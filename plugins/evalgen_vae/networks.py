@@ -8,6 +8,8 @@ and P the parameters per dimension of the pixel distribution.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -18,7 +20,7 @@ class _MLP(nn.Module):
 
     def __init__(self, sizes: list[int], num_labels: int = 0) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(a + num_labels, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a + num_labels, b) for a, b in itertools.pairwise(sizes))
 
     def forward(self, h: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
