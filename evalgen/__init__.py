@@ -21,8 +21,7 @@ from evalgen.types import (
     Representation,
     TrainState,
 )
-
-__version__ = "0.1.0"
+from evalgen.version import __version__
 
 __all__ = [
     "Batch",

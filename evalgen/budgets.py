@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from evalgen.hookspecs import hookimpl
+from evalgen.markers import hookimpl
 
 
 @dataclass(frozen=True)

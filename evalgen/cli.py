@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import functools
-import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from evalgen.cli_types import Folder
+from evalgen.cli_common import Folder, debug, parse_options, user_errors
 from evalgen.errors import EvalgenError
+from evalgen.leaderboard.cli import leaderboard_command
+from evalgen.new_plugin import new_plugin_command
+from evalgen.testing.cli import check_command
 
-DEBUG_ENV = "EVALGEN_DEBUG"
 DEFAULT_OUT = "evalgen-runs"
-
-
-def _debug() -> bool:
-    return os.environ.get(DEBUG_ENV) == "1"
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn evalgen's errors (and unexpected ones) into one-line click errors."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except EvalgenError as exc:
-            if _debug():
-                raise
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            raise click.ClickException("interrupted; finished records are kept, rerun to continue") from None
-        except Exception as exc:
-            if _debug():
-                raise
-            raise click.ClickException(
-                f"internal error: {type(exc).__name__}: {exc} (rerun with {DEBUG_ENV}=1 for the traceback)"
-            ) from None
-
-    return wrapper
 
 
 def _plugins():
@@ -63,7 +33,7 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
 @click.version_option(package_name="evalgen")
 def main() -> None:
     """Train generative models under standardized budgets and compare them honestly."""
-    if not _debug():
+    if not debug():
         warnings.showwarning = _one_line_warning
 
 
@@ -109,25 +79,6 @@ def budgets_command() -> None:
                    f"{b.num_samples} samples, K={b.importance_samples} for bounds: {b.summary}")
 
 
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise EvalgenError(f"plugin option '{pair}' should look like key=value")
-        options[key] = _parse_value(value)
-    return options
-
-
-def _parse_value(value: str) -> Any:
-    for convert in (int, float):
-        try:
-            return convert(value)
-        except ValueError:
-            pass
-    return value
-
-
 @main.command("run")
 @click.option("--plugin", "plugin_name", required=True, help="Model family to run, e.g. flows.")
 @click.option("--model", "models", multiple=True, help="Model variant(s); default: all that fit the data.")
@@ -163,7 +114,7 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
         if plugins.family(plugin_name).default_dataset is not None:
             click.echo(f"dataset: {dataset} (the default of plugin '{plugin_name}'; --dataset to change)", err=True)
     specs = plan_specs(plugins, plugin_name, list(models), dataset, budget, seeds,
-                       _parse_options(options), baseline, importance_samples)
+                       parse_options(options), baseline, importance_samples)
     ctx = RunContext(plugins=plugins, out_dir=out_dir, device=resolve_device(device),
                      load_context=load_context_from_env(data_dir), rerun=rerun)
     result = run_sweep(specs, ctx, report=lambda line: click.echo(line, err=True))
@@ -177,14 +128,7 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
         raise EvalgenError(f"{len(result.failures)} run(s) failed{more}; {spec.key}: {reason}")
 
 
-from evalgen.new_plugin import new_plugin_command  # noqa: E402  (it imports this module lazily)
 
 main.add_command(new_plugin_command)
-
-from evalgen.leaderboard.cli import leaderboard_command  # noqa: E402  (it imports this module lazily)
-
 main.add_command(leaderboard_command)
-
-from evalgen.testing.cli import check_command  # noqa: E402  (it imports this module lazily)
-
 main.add_command(check_command)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from evalgen.markers import PROJECT_NAME, hookimpl, hookspec  # noqa: F401 - PROJECT_NAME, hookimpl re-exported
 
 if TYPE_CHECKING:
     import torch
@@ -36,11 +36,6 @@ if TYPE_CHECKING:
     from evalgen.datasets.base import DatasetSpec
     from evalgen.metrics.registry import MetricSpec
     from evalgen.types import Batch, DatasetInfo, FamilyInfo, Likelihood, TrainState
-
-PROJECT_NAME = "evalgen"
-
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 # --- registration hooks: any plugin -------------------------------------------------------

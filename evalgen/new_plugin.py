@@ -17,6 +17,7 @@ from string import Template
 
 import click
 
+from evalgen.cli_common import user_errors
 from evalgen.errors import EvalgenError
 from evalgen.registry import is_valid_name
 
@@ -103,7 +104,6 @@ def write_plugin(name: str, target: Path | None = None) -> Path:
               help="Folder to write the package to (default: ./evalgen-NAME); must be new or empty.")
 def new_plugin_command(name: str, directory: Path | None) -> None:
     """Write a ready-to-install plugin package for a new model family NAME."""
-    from evalgen.cli import user_errors  # here, not at the top: evalgen.cli imports this module
 
     target = user_errors(write_plugin)(name, directory)
     click.echo(f"wrote {target}/ (family '{name}', package {package_name(name)})")

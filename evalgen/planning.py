@@ -6,8 +6,8 @@ from typing import Any
 
 from evalgen.datasets.base import DatasetSpec
 from evalgen.errors import EvalgenError, unknown_name
-from evalgen.harness.spec import RunSpec
 from evalgen.plugins import Plugins
+from evalgen.runspec import RunSpec
 from evalgen.types import ModelSpec
 
 BASELINE_FAMILY = "baselines"

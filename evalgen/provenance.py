@@ -11,13 +11,13 @@ from typing import Any
 
 import torch
 
-import evalgen
+from evalgen.version import __version__
 
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     """The commit of the evalgen checkout in use (with "-dirty" if modified), or None."""
-    source = Path(evalgen.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()
@@ -37,7 +37,7 @@ def device_name(device: torch.device) -> str:
 def provenance(device: torch.device) -> dict[str, Any]:
     """The facts every run record carries about the software and hardware."""
     return {
-        "evalgen_version": evalgen.__version__,
+        "evalgen_version": __version__,
         "git_commit": git_commit(),
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda if device.type == "cuda" else None,

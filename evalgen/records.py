@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from evalgen.errors import EvalgenError
-from evalgen.harness.spec import RunSpec
 from evalgen.record_schema import SCHEMA, SCHEMA_NAME, SCHEMA_VERSION, validate_record
+from evalgen.runspec import RunSpec
 from evalgen.storage import atomic_write_bytes, check_real_folder, read_json
 
 __all__ = ["RECORDS_DIR", "SCHEMA", "SCHEMA_NAME", "SCHEMA_VERSION", "atomic_write_bytes", "check_identity",

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from evalgen.datasets import digits, mnist, toys
 from evalgen.datasets.base import DatasetSpec
-from evalgen.hookspecs import hookimpl
+from evalgen.markers import hookimpl
 
 
 def builtin_specs() -> list[DatasetSpec]:

@@ -22,11 +22,11 @@ from evalgen.harness.contract import BoundModel
 from evalgen.harness.data import ModelData
 from evalgen.harness.evaluation import evaluate
 from evalgen.harness.grids import SAMPLES_DIR, grid_path, save_sample_grid
-from evalgen.harness.spec import RunSpec
 from evalgen.harness.training import TrainOutcome, train
 from evalgen.plugins import Plugins
 from evalgen.provenance import git_commit, provenance
 from evalgen.records import RECORDS_DIR, SCHEMA, ensure_writable, find_record, record_path, write_record
+from evalgen.runspec import RunSpec
 from evalgen.storage import remove_stale_temporaries
 from evalgen.types import TrainState
 

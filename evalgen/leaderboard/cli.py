@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from evalgen.cli_types import Folder
+from evalgen.cli_common import Folder, user_errors
 
 __all__ = ["leaderboard_command"]
 
@@ -51,7 +51,6 @@ def leaderboard_command(runs_dir: Path, out_dir: Path, force: bool) -> None:
     Example (a leaderboard kept with its records):
       evalgen leaderboard leaderboards/NAME/runs --out leaderboards/NAME
     """
-    from evalgen.cli import user_errors
     from evalgen.leaderboard.build import build_leaderboard
 
     def build() -> None:

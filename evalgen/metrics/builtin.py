@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from evalgen.errors import DataUnavailableError
-from evalgen.hookspecs import hookimpl
+from evalgen.markers import hookimpl
 from evalgen.metrics.nll import summarize_nll
 from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.types import DataKind, Likelihood
@@ -43,7 +43,8 @@ def _extractor_reason(inputs: MetricInputs) -> str | None:
 def _sample_quality(inputs: MetricInputs) -> dict[str, Any]:
     from evalgen.metrics.fidelity import sample_quality
 
-    return sample_quality(inputs.samples, inputs.dataset, device=inputs.device).to_dict()
+    return sample_quality(inputs.samples, inputs.dataset, device=inputs.device, cache_dir=inputs.cache_dir,
+                          load_dataset=inputs.load_dataset).to_dict()
 
 
 def _mode_coverage_reason(inputs: MetricInputs) -> str | None:
@@ -51,13 +52,14 @@ def _mode_coverage_reason(inputs: MetricInputs) -> str | None:
         return None  # decided without importing the classifier side
     from evalgen.metrics.modes import skip_reason
 
-    return skip_reason(inputs.dataset, inputs.cache_dir)
+    return skip_reason(inputs.dataset, inputs.cache_dir, inputs.load_dataset)
 
 
 def _mode_coverage(inputs: MetricInputs) -> dict[str, Any]:
     from evalgen.metrics.modes import mode_coverage
 
-    return mode_coverage(inputs.samples, inputs.dataset, cache_dir=inputs.cache_dir)
+    return mode_coverage(inputs.samples, inputs.dataset, cache_dir=inputs.cache_dir,
+                         load_dataset=inputs.load_dataset)
 
 
 def _detection(score: Callable[[torch.Tensor], torch.Tensor], in_scores: torch.Tensor,

@@ -29,6 +29,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from evalgen.datasets.base import Dataset, LoadContext
+from evalgen.datasets.base import Dataset
 from evalgen.datasets.files import load_context_from_env, user_cache_dir
 from evalgen.errors import EvalgenError
 from evalgen.metrics.cache import BadCacheEntry, cache_folder, read_checked_bytes, read_sidecar_json
@@ -231,11 +232,16 @@ def classifier_accuracy(blob: dict, dataset: Dataset, split: str = "test") -> fl
     return correct / len(data)
 
 
-def _load_training_dataset(spec: ExtractorSpec, load_context: LoadContext | None) -> Dataset:
-    from evalgen.plugins import load_plugins
+def _load_training_dataset(spec: ExtractorSpec, load_dataset: Callable[[str], Dataset] | None) -> Dataset:
+    """The extractor's training data: from the run's loader (so ``--data-dir`` reaches it), else
+    the built-in dataset of that name from the environment's data folder. (Metrics never load
+    the plugins: every extractor trains on a built-in dataset.)"""
+    if load_dataset is not None:
+        return load_dataset(spec.train_dataset)
+    from evalgen.datasets.builtin import builtin_specs
 
-    ctx = load_context if load_context is not None else load_context_from_env()
-    return load_plugins().datasets.get(spec.train_dataset).load(ctx)
+    (found,) = [s for s in builtin_specs() if s.name == spec.train_dataset]
+    return found.load(load_context_from_env())
 
 
 def _check_architecture(config: object, spec: ExtractorSpec, dataset: Dataset) -> None:
@@ -296,13 +302,14 @@ def _train_and_cache(spec: ExtractorSpec, dataset: Dataset, seed: int, path: Pat
 
 
 def ensure_extractor(name: str, *, dataset: Dataset | None = None, cache_dir: Path | None = None,
-                     seed: int = DEFAULT_SEED, load_context: LoadContext | None = None,
+                     seed: int = DEFAULT_SEED, load_dataset: Callable[[str], Dataset] | None = None,
                      warn: bool = True) -> ExtractorWeights:
     """The trained weights of domain extractor ``name``: from the cache, else trained and cached.
 
     dataset: the extractor's training dataset if already loaded (used only when its name is the
-        extractor's training dataset); otherwise it is loaded from ``load_context`` (default: the
-        environment, as `load_context_from_env`).
+        extractor's training dataset); otherwise it is loaded by ``load_dataset`` (name ->
+        Dataset: the run's loader, so that ``--data-dir`` reaches it), or else, as the built-in
+        dataset of that name, from the environment's data folder (`load_context_from_env`).
     cache_dir: evalgen's cache root (default `user_cache_dir()`); files go to ``<it>/extractors``.
     warn: also `warnings.warn` the result's ``notes`` (a cached entry that failed its checks and
         was trained again); callers that report the notes themselves pass False.
@@ -312,7 +319,7 @@ def ensure_extractor(name: str, *, dataset: Dataset | None = None, cache_dir: Pa
         known = ", ".join(sorted(DOMAIN_EXTRACTORS))
         raise EvalgenError(f"unknown domain feature extractor '{name}' (known: {known})")
     if dataset is None or dataset.name != spec.train_dataset:
-        dataset = _load_training_dataset(spec, load_context)
+        dataset = _load_training_dataset(spec, load_dataset)
     key = extractor_key(spec, dataset.checksum, seed)
     folder = cache_folder(Path(cache_dir) if cache_dir is not None else user_cache_dir(), EXTRACTORS_DIR)
     path, meta_path = folder / f"{name}-{key}.pt", folder / f"{name}-{key}.json"

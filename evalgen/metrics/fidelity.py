@@ -44,6 +44,7 @@ import contextlib
 import hashlib
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -151,13 +152,13 @@ class _Extractor:
 
 
 def _resolve_extractor(name: str, dataset: Dataset, cache_dir: Path, inception_weights: Path | None,
-                       notes: list[str]) -> _Extractor:
+                       notes: list[str], load_dataset: Callable[[str], Dataset] | None = None) -> _Extractor:
     """The checked weights file of extractor ``name``; cache repairs on the way go to ``notes``."""
     if name == INCEPTION_EXTRACTOR:
         path, sha = resolve_inception_weights(inception_weights)
         return _Extractor(name, path, sha, 3, dict(INCEPTION_LAYERS), None)
     if name in DOMAIN_EXTRACTORS:
-        w = ensure_extractor(name, dataset=dataset, cache_dir=cache_dir, warn=False)
+        w = ensure_extractor(name, dataset=dataset, cache_dir=cache_dir, warn=False, load_dataset=load_dataset)
         notes.extend(w.notes)
         cls = extractors.DomainFeatureExtractor
         layers = {m: cls.get_default_feature_layer_for_metric(m) for m in ("isc", "fid", "kid", "prc")}
@@ -338,7 +339,8 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
                    reference_split: str = DEFAULTS["reference_split"], num_reference: int | None = None,
                    cache_dir: Path | None = None, device: torch.device | str = "cpu",
                    batch_size: int = DEFAULT_BATCH_SIZE, inception_weights: Path | None = None,
-                   precision_recall: bool = True) -> FidelityResult:
+                   precision_recall: bool = True,
+                   load_dataset: Callable[[str], Dataset] | None = None) -> FidelityResult:
     """IS, FID, KID and precision/recall of ``samples`` against a split of ``dataset``.
 
     samples: float (N, *dataset.shape) in the dataset's stored values (integers 0..levels-1).
@@ -348,6 +350,8 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
     inception_weights: local Inception-v3 weights (see `evalgen.metrics.inception`).
     precision_recall: also compute precision/recall (Kynkäänniemi et al. 2019) on equal numbers of
         generated and reference features (`prc_subsets`).
+    load_dataset: name -> Dataset, for a domain extractor that trains on another dataset
+        (binarized-mnist's on mnist); default: the built-in dataset from the environment.
     """
     notes = _check_samples(samples, dataset)
     name = extractor or dataset.feature_extractor
@@ -362,7 +366,7 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
                            f"(the size of the {reference_split} split), got {n_ref}")
     root = Path(cache_dir) if cache_dir is not None else user_cache_dir()
     features_dir = _clean_cache(root)
-    ext = _resolve_extractor(name, dataset, root, inception_weights, notes)
+    ext = _resolve_extractor(name, dataset, root, inception_weights, notes, load_dataset)
     ref_name = reference_key(dataset, reference_split, n_ref, ext.name, ext.sha256, ext.channels, ext.layers)
     layers = {m: ext.layers[m] for m in ("isc", "fid", "kid")}
 

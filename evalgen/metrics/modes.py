@@ -29,6 +29,7 @@ classifier step (`classify`), one entry point (`mode_coverage`) and the registry
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,7 +149,8 @@ def classifier_classes(weights: ExtractorWeights) -> int:
     return int(load_classifier_file(payload, weights.name)["config"]["num_classes"])
 
 
-def skip_reason(dataset: Dataset, cache_dir: Path | None = None) -> str | None:
+def skip_reason(dataset: Dataset, cache_dir: Path | None = None,
+                load_dataset: Callable[[str], Dataset] | None = None) -> str | None:
     """None when `mode_coverage` applies to ``dataset``, else why not (trains the domain
     classifier if it is not cached, to read its number of classes)."""
     if dataset.modes is not None:
@@ -159,7 +161,8 @@ def skip_reason(dataset: Dataset, cache_dir: Path | None = None) -> str | None:
     from evalgen.metrics.extractors import ensure_extractor
 
     try:
-        weights = ensure_extractor(dataset.feature_extractor, dataset=dataset, cache_dir=cache_dir)
+        weights = ensure_extractor(dataset.feature_extractor, dataset=dataset, cache_dir=cache_dir,
+                                   load_dataset=load_dataset)
     except DataUnavailableError as exc:
         return f"domain classifier '{dataset.feature_extractor}' unavailable: {exc}"
     classes = classifier_classes(weights)
@@ -170,7 +173,8 @@ def skip_reason(dataset: Dataset, cache_dir: Path | None = None) -> str | None:
 
 
 @torch.no_grad()
-def classify(samples: torch.Tensor, dataset: Dataset, *, cache_dir: Path | None = None) -> tuple[torch.Tensor, str]:
+def classify(samples: torch.Tensor, dataset: Dataset, *, cache_dir: Path | None = None,
+             load_dataset: Callable[[str], Dataset] | None = None) -> tuple[torch.Tensor, str]:
     """Predicted classes (N,) int64 of image samples float (N, C, H, W) in stored values
     (0..levels-1; clipped) under the dataset's domain classifier, and a line naming the weights."""
     from evalgen.metrics.extractors import LOGITS, ensure_extractor, extract_features, to_uint8
@@ -180,17 +184,19 @@ def classify(samples: torch.Tensor, dataset: Dataset, *, cache_dir: Path | None 
         raise EvalgenError(f"samples must be a tensor (N, {', '.join(map(str, dataset.shape))}), got {got}")
     if not bool(torch.isfinite(samples).all()):
         raise EvalgenError("samples contain NaN or infinite values")
-    weights = ensure_extractor(dataset.feature_extractor, dataset=dataset, cache_dir=cache_dir)
+    weights = ensure_extractor(dataset.feature_extractor, dataset=dataset, cache_dir=cache_dir,
+                               load_dataset=load_dataset)
     images = to_uint8(samples.clamp(0, dataset.levels - 1), dataset.levels)
     logits = extract_features(images, weights)[LOGITS]
     return logits.argmax(dim=1), f"argmax of {weights.name} (weights sha256 {weights.sha256})"
 
 
-def _image_coverage(samples: torch.Tensor, dataset: Dataset, cache_dir: Path | None) -> dict[str, Any]:
-    reason = skip_reason(dataset, cache_dir)
+def _image_coverage(samples: torch.Tensor, dataset: Dataset, cache_dir: Path | None,
+                    load_dataset: Callable[[str], Dataset] | None) -> dict[str, Any]:
+    reason = skip_reason(dataset, cache_dir, load_dataset)
     if reason is not None:
         raise EvalgenError(f"mode coverage does not apply: {reason}")
-    predicted, assignment = classify(samples, dataset, cache_dir=cache_dir)
+    predicted, assignment = classify(samples, dataset, cache_dir=cache_dir, load_dataset=load_dataset)
     reference = getattr(dataset, REFERENCE_SPLIT).y.long()
     p = torch.bincount(reference, minlength=dataset.num_classes).double() / len(reference)
     counts = torch.bincount(predicted, minlength=dataset.num_classes)
@@ -198,10 +204,13 @@ def _image_coverage(samples: torch.Tensor, dataset: Dataset, cache_dir: Path | N
             "reference": f"class frequencies of the {REFERENCE_SPLIT} split", "assignment": assignment}
 
 
-def mode_coverage(samples: torch.Tensor, dataset: Dataset, *, cache_dir: Path | None = None) -> dict[str, Any]:
+def mode_coverage(samples: torch.Tensor, dataset: Dataset, *, cache_dir: Path | None = None,
+                  load_dataset: Callable[[str], Dataset] | None = None) -> dict[str, Any]:
     """Mode coverage of ``samples`` (N, *dataset.shape) in stored values (see the module doc).
 
     cache_dir: evalgen's cache root for the domain classifier (default `user_cache_dir()`).
+    load_dataset: name -> Dataset, for a classifier that trains on another dataset (see
+        `evalgen.metrics.extractors.ensure_extractor`).
     Returns a JSON-serializable dict: modes_covered, num_modes, high_quality, mode_kl, counts,
     reference, assignment, min_count, num_samples (and note, when mode_kl is infinite).
     """
@@ -210,7 +219,7 @@ def mode_coverage(samples: torch.Tensor, dataset: Dataset, *, cache_dir: Path | 
     if dataset.modes is not None:
         result = _mixture_coverage(samples, dataset.modes)
     else:
-        result = _image_coverage(samples, dataset, cache_dir)
+        result = _image_coverage(samples, dataset, cache_dir, load_dataset)
     result.update(min_count=MIN_COUNT, num_samples=len(samples))
     if result["mode_kl"] is not None and not math.isfinite(result["mode_kl"]):
         result["mode_kl"] = None

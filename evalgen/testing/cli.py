@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from evalgen.cli_common import parse_options, user_errors
+
 
 @click.command("check")
 @click.argument("plugin")
@@ -24,18 +26,13 @@ def check_command(plugin: str, models: tuple[str, ...], checks: tuple[str, ...],
     """
     import dataclasses
 
-    from evalgen.cli import _parse_options
-    from evalgen.errors import EvalgenError
     from evalgen.testing import DEFAULTS, check_plugin
     from evalgen.testing.report import format_result
 
-    try:
-        settings = dataclasses.replace(DEFAULTS, device=device)
-        report = check_plugin(plugin, list(models) or None, checks=list(checks) or None, settings=settings,
-                              config=_parse_options(options),
-                              on_result=lambda result: click.echo(format_result(result, verbose)))
-    except EvalgenError as exc:
-        raise click.ClickException(str(exc)) from None
+    settings = dataclasses.replace(DEFAULTS, device=device)
+    report = user_errors(check_plugin)(plugin, list(models) or None, checks=list(checks) or None, settings=settings,
+                                       config=parse_options(options),
+                                       on_result=lambda result: click.echo(format_result(result, verbose)))
     click.echo(report.summary())
     if not report.ok:
         raise click.exceptions.Exit(1)
