@@ -36,11 +36,11 @@ FAMILY_HOOKS = (
 
 
 def _builtin_modules() -> list[ModuleType]:
-    from evalgen import budgets
+    from evalgen import budget_presets
     from evalgen.datasets import builtin as builtin_datasets
     from evalgen.metrics import builtin as builtin_metrics
 
-    return [budgets, builtin_datasets, builtin_metrics]
+    return [budget_presets, builtin_datasets, builtin_metrics]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 import toy_plugins
 
 from evalgen import hookimpl, hookspecs
-from evalgen.budgets import PRESETS
+from evalgen.budget_presets import PRESETS
 from evalgen.datasets.base import DatasetSpec
 from evalgen.errors import EvalgenError
 from evalgen.plugins import load_plugins

@@ -127,7 +127,7 @@ class QuickSteps:
 
     @hookimpl
     def evalgen_register_budgets(self, register):
-        from evalgen.budgets import PRESETS
+        from evalgen.budget_presets import PRESETS
 
         quick = next(b for b in PRESETS if b.name == "quick")
         register(Budget("quick-steps", "quick, step-bound: for tests", max_seconds=3_600, max_steps=self.MAX_STEPS,

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from evalgen.budgets import Budget, TrainingClock
+from evalgen.budgets import Budget
 from evalgen.errors import TrainingDiverged
+from evalgen.harness.clock import TrainingClock
 from evalgen.harness.contract import BoundModel
 from evalgen.harness.data import ModelData
 from evalgen.metrics.nll import nll_nats

@@ -11,7 +11,7 @@ import torch
 from evalgen import TrainState
 
 from .dbm import DBM
-from .models import EnergyModel, _sizes
+from .models import EnergyModel, layer_sizes
 
 
 class DBMModel(EnergyModel):
@@ -19,7 +19,7 @@ class DBMModel(EnergyModel):
 
     def __init__(self, shape: tuple[int, ...], config: Mapping[str, Any]) -> None:
         super().__init__(shape, config)
-        _, h1, h2 = _sizes(self.dims)
+        _, h1, h2 = layer_sizes(self.dims)
         self.net = DBM(self.dims, int(self.config["hidden1"] or h1), int(self.config["hidden2"] or h2))
 
     def train_step(self, x: torch.Tensor, state: TrainState) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from . import ais
 from .fvbm import FVBM
 from .rbm import RBM
 
-#: Every option (``-o key=value``) with its default; None = by data size (see `_sizes`).
+#: Every option (``-o key=value``) with its default; None = by data size (see `layer_sizes`).
 DEFAULTS: dict[str, Any] = {
     "hidden": None, "hidden1": None, "hidden2": None,
     "cd_k": 1,  # Gibbs sweeps per CD step (CD-1 .. CD-25 in Salakhutdinov & Murray 2008)
@@ -36,7 +36,7 @@ def option(config: Mapping[str, Any], key: str) -> Any:
     return DEFAULTS[key] if value is None else value
 
 
-def _sizes(dims: int) -> tuple[int, int, int]:
+def layer_sizes(dims: int) -> tuple[int, int, int]:
     """(RBM hidden, DBM hidden1, DBM hidden2): the 500-unit RBM of S&M 2008 for MNIST-sized data;
     smaller for 8x8 digits and the 16-dimensional tiny digits."""
     if dims > 256:
@@ -135,7 +135,7 @@ class RBMModel(EnergyModel):
     def __init__(self, shape: tuple[int, ...], config: Mapping[str, Any], persistent: bool) -> None:
         super().__init__(shape, config)
         self.persistent = persistent
-        self.net = RBM(self.dims, int(self.config["hidden"] or _sizes(self.dims)[0]))
+        self.net = RBM(self.dims, int(self.config["hidden"] or layer_sizes(self.dims)[0]))
 
     def train_step(self, x: torch.Tensor, state: TrainState) -> dict[str, Any]:
         v = self.flat(x)
