@@ -18,7 +18,7 @@ from evalgen.datasets.base import DatasetSpec
 from evalgen.errors import EvalgenError, unknown_name
 from evalgen.metrics.registry import MetricSpec
 from evalgen.registry import Registry, check_name
-from evalgen.types import FamilyInfo
+from evalgen.types import FamilyInfo, LikelihoodKind
 
 ENTRY_POINT_GROUP = "evalgen"
 #: Comma-separated entry-point names to load; unset loads all, "" loads none.
@@ -33,6 +33,23 @@ FAMILY_HOOKS = (
     "evalgen_describe_likelihood",
     "evalgen_likelihood_details",
 )
+
+
+#: What every family implements; ``evalgen_log_prob`` too when any of its models has a likelihood.
+REQUIRED_HOOKS = ("evalgen_build_model", "evalgen_train_step", "evalgen_sample")
+
+
+def required_hooks(family: FamilyInfo) -> list[str]:
+    """The hooks ``family`` must implement, given its models' likelihoods."""
+    needed = list(REQUIRED_HOOKS)
+    if any(spec.likelihood.kind is not LikelihoodKind.NONE for spec in family.models):
+        needed.append("evalgen_log_prob")
+    return needed
+
+
+def _missing_hooks(pm: pluggy.PluginManager, obj: object, family: FamilyInfo) -> list[str]:
+    implemented = {caller.name for caller in pm.get_hookcallers(obj) or []}
+    return [hook for hook in required_hooks(family) if hook not in implemented]
 
 
 def _builtin_modules() -> list[ModuleType]:
@@ -149,6 +166,10 @@ def _register(plugins: Plugins, name: str, obj: object, version: str) -> None:
         family = _declared_family(pm, obj)
         if family is not None and family.name in plugins.families:
             raise EvalgenError(f"declares family '{family.name}', already declared by another plugin")
+        missing = [] if family is None else _missing_hooks(pm, obj, family)
+        if missing:  # found now, with its name, rather than as "returned None" in the middle of a run
+            raise EvalgenError(f"family '{family.name}' does not implement {', '.join(missing)} "
+                               f"(see docs/plugins.md for each hook)")
     except Exception as exc:
         pm.unregister(obj)
         plugins.failures.append(PluginFailure(name, f"{type(exc).__name__}: {exc}"))

@@ -5,7 +5,7 @@ import inspect
 import pytest
 import toy_plugins
 
-from evalgen import hookimpl, hookspecs
+from evalgen import FamilyInfo, ModelSpec, hookimpl, hookspecs
 from evalgen.budget_presets import PRESETS
 from evalgen.datasets.base import DatasetSpec
 from evalgen.errors import EvalgenError
@@ -81,3 +81,28 @@ def test_registry_suggests_close_names():
         registry.get("quik")
     with pytest.raises(EvalgenError, match="registered twice"):
         registry.register(PRESETS[0])
+
+
+class _NoSampler:
+    """A family that forgot evalgen_sample (and, having a likelihood, must also give log_prob)."""
+
+    @hookimpl
+    def evalgen_family(self):
+        return FamilyInfo("nosampler", "forgot a hook", (ModelSpec("m", "model"),))
+
+    @hookimpl
+    def evalgen_build_model(self, model_name, dataset, config):
+        raise AssertionError("never reached")
+
+    @hookimpl
+    def evalgen_train_step(self, model, batch, state):
+        raise AssertionError("never reached")
+
+
+def test_a_family_missing_a_required_hook_fails_at_load_naming_it():
+    plugins = load_plugins(extra=[("nosampler", _NoSampler())])
+    (failure,) = [f for f in plugins.failures if f.name == "nosampler"]
+    assert "does not implement evalgen_sample, evalgen_log_prob" in failure.error
+    assert "nosampler" not in plugins.families and "flows" in plugins.families
+    with pytest.raises(EvalgenError, match=r"installed but failed to load: .*does not implement evalgen_sample"):
+        plugins.family("nosampler")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalgen.errors import EvalgenError, unknown_name
-from evalgen.plugins import Plugins, load_plugins
+from evalgen.plugins import Plugins, load_plugins, required_hooks
 from evalgen.testing import checks, density
 from evalgen.testing.report import CheckFailed, CheckReport, CheckResult, CheckSkipped
 from evalgen.testing.settings import DEFAULTS, CheckSettings
@@ -56,7 +56,6 @@ CHECKS: tuple[CheckSpec, ...] = (
               optional_hook="evalgen_outlier_score"),
 )
 CHECK_NAMES: tuple[str, ...] = ("family", *(c.name for c in CHECKS))
-_REQUIRED_HOOKS = ("evalgen_build_model", "evalgen_train_step", "evalgen_sample")
 
 
 class Check:
@@ -164,10 +163,7 @@ def _check_family(session: _Session) -> str:
     if family.default_dataset is not None and family.default_dataset not in session.plugins.datasets:
         problems.append(str(unknown_name("dataset", family.default_dataset, session.plugins.datasets.names()))
                         + " (FamilyInfo.default_dataset)")
-    needed = list(_REQUIRED_HOOKS)
-    if any(m.likelihood.kind is not LikelihoodKind.NONE for m in family.models):
-        needed.append("evalgen_log_prob")
-    missing = [hook for hook in needed if not session.implements(hook)]
+    missing = [hook for hook in required_hooks(family) if not session.implements(hook)]
     if missing:
         problems.append(f"the family does not implement {', '.join(missing)}: see evalgen/hookspecs.py")
     if problems:
