@@ -107,6 +107,7 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
     from evalgen.harness.runner import RunContext, resolve_device, run_sweep
     from evalgen.planning import default_dataset, plan_specs
     from evalgen.tables import write_tables
+    from evalgen.terminal import output_width
 
     plugins = _plugins()
     if dataset is None:
@@ -119,7 +120,7 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
                      load_context=load_context_from_env(data_dir), rerun=rerun)
     result = run_sweep(specs, ctx, report=lambda line: click.echo(line, err=True))
     if result.records:
-        text, paths = write_tables(result.records, out_dir)
+        text, paths = write_tables(result.records, out_dir, width=output_width())
         click.echo(text)
         click.echo(f"\ntables: {', '.join(str(p) for p in paths)}", err=True)
     if result.failures:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from evalgen.records import atomic_write_bytes
+from evalgen.terminal import fit_to_width
 
 #: A row of a table: seeds of the same (dataset, budget, plugin, model, variant) are aggregated.
 GROUP_COLUMNS = ["dataset", "budget", "plugin", "model", "variant"]
@@ -225,12 +226,14 @@ def display_frame(summary: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def write_tables(records: list[dict[str, Any]], out_dir: Path, stem: str = "table") -> tuple[str, list[Path]]:
-    """Write ``stem``.md (display) and ``stem``.csv (numbers); return the terminal text and paths."""
+def write_tables(records: list[dict[str, Any]], out_dir: Path, stem: str = "table",
+                 width: int | None = None) -> tuple[str, list[Path]]:
+    """Write ``stem``.md (display) and ``stem``.csv (numbers); return the terminal text (fitted to
+    ``width`` columns, `evalgen.terminal.fit_to_width`; None: every column) and the paths."""
     summary = summary_frame(records_frame(records))
     shown = display_frame(summary)
     markdown = shown.to_markdown(index=False)
     md_path, csv_path = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"
     atomic_write_bytes(md_path, (markdown + "\n").encode())
     atomic_write_bytes(csv_path, summary.to_csv(index=False).encode())
-    return shown.to_string(index=False), [md_path, csv_path]
+    return fit_to_width(shown, width), [md_path, csv_path]

@@ -21,6 +21,7 @@ def _offline_and_private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("EVALGEN_DATA_DIR", raising=False)
     monkeypatch.delenv("EVALGEN_PLUGINS", raising=False)
     monkeypatch.delenv("EVALGEN_DEBUG", raising=False)
+    monkeypatch.delenv("COLUMNS", raising=False)  # the printed table fits it (evalgen.terminal)
 
 
 @pytest.fixture(scope="session")

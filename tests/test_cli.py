@@ -236,3 +236,22 @@ def test_baselines_on_binarized_digits_fill_nll_sample_quality_and_auroc(tmp_pat
     assert quality["fid"] >= 0 and quality["inception_score_mean"] >= 1 and "kid_mean" in quality
     assert 0.5 <= m["outliers"]["sets"]["uniform-noise"]["auroc"] <= 1
     assert m["mode_coverage"]["num_modes"] == 10
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_the_printed_table_fits_the_terminal_and_table_md_keeps_every_column(tmp_path, unit_budget, columns):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", "--plugin", "baselines", "--budget", "unit", "--out", str(out)],
+                                env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns, result.stdout
+    assert any(line.startswith("baselines:categorical") and "2." in line for line in lines)  # model and bits/dim
+    assert "test NLL (bits/dim)" in result.stdout and "not shown (to fit" in result.stdout
+    assert "likelihood" in (out / "table.md").read_text().splitlines()[0]
+
+
+def test_output_that_is_not_a_terminal_gets_every_column(tmp_path, unit_budget):
+    result = invoke("run", "--plugin", "baselines", "--budget", "unit", "--out", str(tmp_path / "out"))
+    header = next(line for line in result.stdout.splitlines() if "test NLL (bits/dim)" in line)
+    assert "likelihood" in header and "FID ↓ [digits-classifier]" in header and "not shown" not in result.stdout
