@@ -15,7 +15,10 @@ import textwrap
 
 import pandas as pd
 
-__all__ = ["DROP_ORDER", "fit_to_width", "output_width"]
+__all__ = ["DROP_ORDER", "MIN_WIDTH", "fit_to_width", "output_width"]
+
+#: Narrower than this is not a terminal anyone reads a table on (COLUMNS=0, say): fit this.
+MIN_WIDTH = 40
 
 #: Column headers (or their start) in the order they are dropped when the table is too wide:
 #: what is said elsewhere or matters least goes first; the model and its NLL never go.
@@ -26,9 +29,9 @@ DROP_ORDER = ("likelihood", "dataset", "budget", "steps", "KID", "HQ %", "mode K
 def output_width() -> int | None:
     """The width to fit: ``COLUMNS`` when set, the terminal's when stdout is one, else None (all)."""
     if os.environ.get("COLUMNS", "").strip().isdigit():
-        return int(os.environ["COLUMNS"])
+        return max(int(os.environ["COLUMNS"]), MIN_WIDTH)
     if sys.stdout.isatty():
-        return shutil.get_terminal_size().columns
+        return max(shutil.get_terminal_size().columns, MIN_WIDTH)
     return None
 
 

@@ -238,14 +238,18 @@ def test_baselines_on_binarized_digits_fill_nll_sample_quality_and_auroc(tmp_pat
     assert m["mode_coverage"]["num_modes"] == 10
 
 
-@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("columns", ["80", "120", "0", "-5", "nonsense", "99999999999"])
 def test_the_printed_table_fits_the_terminal_and_table_md_keeps_every_column(tmp_path, unit_budget, columns):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", "--plugin", "baselines", "--budget", "unit", "--out", str(out)],
-                                env={"COLUMNS": str(columns)})
+                                env={"COLUMNS": columns})
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert max(len(line) for line in lines) <= columns, result.stdout
+    if columns in ("-5", "nonsense", "99999999999"):  # not a width, or wider than any table: every column
+        assert "not shown" not in result.stdout and "likelihood" in result.stdout
+        return
+    if columns != "0":  # at 40 (the least fitted) the model and its NLL alone may be wider: they stay
+        assert max(len(line) for line in lines) <= int(columns), result.stdout
     assert any(line.startswith("baselines:categorical") and "2." in line for line in lines)  # model and bits/dim
     assert "test NLL (bits/dim)" in result.stdout and "not shown (to fit" in result.stdout
     assert "likelihood" in (out / "table.md").read_text().splitlines()[0]
