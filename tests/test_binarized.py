@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import toy_plugins
 from scipy import stats
 
 from evalgen import DataKind, FamilyInfo, ModelSpec, hookimpl
@@ -160,11 +161,12 @@ def test_digits_classifier_reads_binarized_digits(evalgen_cache):
 # --- a family's default dataset ---------------------------------------------------------------
 
 
-class DefaultDataFamily:
-    """A family of binary-only models that names its default dataset."""
+class DefaultDataFamily(toy_plugins.ToyFamily):
+    """A family of binary-only models that names its default dataset (the toy family's hooks)."""
 
     def __init__(self, name: str, default: str | None):
-        self.name, self.default = name, default
+        super().__init__(name)
+        self.default = default
 
     @hookimpl
     def evalgen_family(self):
