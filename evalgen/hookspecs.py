@@ -105,7 +105,9 @@ def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[s
 
     :param model_name: one of the names declared in ``evalgen_family``.
     :param dataset: shape, kind, levels, labels and the representation the model will see.
-    :param config: plugin options (``evalgen run -o key=value``); unknown keys may be ignored.
+    :param config: the plugin options (``evalgen run -o key=value``): every option the model declares
+        (``ModelSpec.options``, ``FamilyInfo.options``), defaults filled in and the values checked;
+        for a model that declares none, the given values as parsed, unchecked.
     :return: a ``torch.nn.Module`` holding every trainable parameter and buffer.
     """
 

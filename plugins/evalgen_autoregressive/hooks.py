@@ -9,33 +9,40 @@ from typing import Any
 import torch
 from torch import nn
 
-from evalgen import Batch, DataKind, DatasetInfo, FamilyInfo, ModelSpec, TrainState, hookimpl
+from evalgen import Batch, DataKind, DatasetInfo, FamilyInfo, ModelSpec, Option, TrainState, hookimpl
 
 DISCRETE = frozenset({DataKind.BINARY, DataKind.DISCRETE})
+
+#: The options (``-o key=value``) every model takes, and each model's own.
+FAMILY_OPTIONS = (
+    Option("lr", float, 1e-3, "Adam's learning rate", minimum=0.0),
+    Option("clip", float, 100.0, "gradient-norm clipping threshold", minimum=0.0),
+)
+HIDDEN = Option("hidden", int, None, "hidden units; default by data size: 500 for D > 256, else 100", minimum=1)
+PIXELCNN_OPTIONS = (
+    Option("channels", int, 32, "channels of each stack", minimum=1),
+    Option("layers", int, 5, "gated layers", minimum=1),
+    Option("output", str, "categorical", "the per-pixel distribution", choices=("categorical", "logistic_mixture")),
+    Option("mixtures", int, 5, "components of the logistic mixture (output=logistic_mixture)", minimum=1),
+    Option("gated", bool, True, "vertical and horizontal gated stacks (false: masked 3x3 convolutions)"),
+)
 
 MODELS = (
     ModelSpec("nade", "NADE: shared-weight sigmoid MLP, raster order, O(DH) likelihood and sampling; "
                       "Bernoulli or categorical conditionals", DISCRETE,
-              reference="Larochelle & Murray 2011, The Neural Autoregressive Distribution Estimator"),
+              reference="Larochelle & Murray 2011, The Neural Autoregressive Distribution Estimator",
+              options=(HIDDEN,)),
     ModelSpec("made", "MADE: masked MLP; -o num_masks=K trains order-agnostically over K masks and "
                       "evaluates their exact ensemble", DISCRETE,
-              reference="Germain, Gregor, Murray & Larochelle 2015, MADE"),
+              reference="Germain, Gregor, Murray & Larochelle 2015, MADE",
+              options=(HIDDEN, Option("depth", int, 1, "hidden layers", minimum=1),
+                       Option("num_masks", int, 1, "orderings trained over; the likelihood is their exact ensemble",
+                              minimum=1))),
     ModelSpec("pixelcnn", "gated PixelCNN (vertical and horizontal stacks, no blind spot), categorical "
                           "or discretized-logistic-mixture output", DISCRETE,
-              reference="van den Oord et al. 2016, Conditional Image Generation with PixelCNN Decoders"),
+              reference="van den Oord et al. 2016, Conditional Image Generation with PixelCNN Decoders",
+              options=PIXELCNN_OPTIONS),
 )
-
-#: Every option (``-o key=value``) with its default; None = by data size (`default_hidden`).
-DEFAULTS: dict[str, Any] = {
-    "hidden": None, "depth": 1, "num_masks": 1,  # NADE / MADE
-    "channels": 32, "layers": 5, "output": "categorical", "mixtures": 5, "gated": 1,  # PixelCNN
-    "lr": 1e-3, "clip": 100.0,
-}
-
-
-def option(config: Mapping[str, Any] | None, key: str) -> Any:
-    value = None if config is None else config.get(key)
-    return DEFAULTS[key] if value is None else value
 
 
 def default_hidden(num_dims: int) -> int:
@@ -47,37 +54,36 @@ def default_hidden(num_dims: int) -> int:
 @hookimpl
 def evalgen_family() -> FamilyInfo:
     return FamilyInfo(name="autoregressive", summary="autoregressive models with exact likelihoods: NADE, "
-                                                     "MADE, gated PixelCNN", models=MODELS, version="0.1.0")
+                                                     "MADE, gated PixelCNN", models=MODELS, version="0.1.0",
+                      options=FAMILY_OPTIONS)
 
 
 @hookimpl
 def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[str, Any]) -> nn.Module:
     if dataset.levels is None:
         raise ValueError("autoregressive models here are mass functions over levels; continuous data is not supported")
-    hidden = int(option(config, "hidden") or default_hidden(math.prod(dataset.shape)))
     if model_name == "nade":
         from .nade import NADE
 
-        return NADE(dataset.shape, dataset.levels, hidden)
+        return NADE(dataset.shape, dataset.levels, config["hidden"] or default_hidden(math.prod(dataset.shape)))
     if model_name == "made":
         from .made import MADE
 
-        return MADE(dataset.shape, dataset.levels, hidden, depth=int(option(config, "depth")),
-                    num_masks=int(option(config, "num_masks")))
+        return MADE(dataset.shape, dataset.levels, config["hidden"] or default_hidden(math.prod(dataset.shape)),
+                    depth=config["depth"], num_masks=config["num_masks"])
     if model_name == "pixelcnn":
         from .pixelcnn import PixelCNN
 
         if len(dataset.shape) != 3:
             raise ValueError(f"pixelcnn needs images (C, H, W), got shape {dataset.shape}")
-        return PixelCNN(dataset.shape, dataset.levels, channels=int(option(config, "channels")),
-                        layers=int(option(config, "layers")), output=str(option(config, "output")),
-                        mixtures=int(option(config, "mixtures")), gated=bool(int(option(config, "gated"))))
+        return PixelCNN(dataset.shape, dataset.levels, channels=config["channels"], layers=config["layers"],
+                        output=config["output"], mixtures=config["mixtures"], gated=config["gated"])
     raise ValueError(f"unknown autoregressive model {model_name!r}; choose from made, nade, pixelcnn")
 
 
 @hookimpl
 def evalgen_configure_optimizers(model: nn.Module, config: Mapping[str, Any]) -> dict[str, torch.optim.Optimizer]:
-    return {"model": torch.optim.Adam(model.parameters(), lr=float(option(config, "lr")))}
+    return {"model": torch.optim.Adam(model.parameters(), lr=config["lr"])}
 
 
 @hookimpl
@@ -86,7 +92,7 @@ def evalgen_train_step(model: nn.Module, batch: Batch, state: TrainState) -> Map
     loss = model.loss(batch.x)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float(option(state.config, "clip")))
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), state.config["clip"])
     opt.step()
     return {"loss/nll": loss.detach(), "grad_norm/model": norm.detach()}
 

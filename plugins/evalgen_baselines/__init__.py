@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from evalgen import Batch, DataKind, DatasetInfo, FamilyInfo, ModelSpec, TrainState, hookimpl
+from evalgen import Batch, DataKind, DatasetInfo, FamilyInfo, ModelSpec, Option, TrainState, hookimpl
 from evalgen_baselines.models import FactorizedCategorical, FactorizedGaussian
 
 MODELS = (
@@ -31,7 +31,8 @@ MODELS = (
 
 @hookimpl
 def evalgen_family() -> FamilyInfo:
-    return FamilyInfo("baselines", "independent-dimension models: the floor of every table", MODELS)
+    return FamilyInfo("baselines", "independent-dimension models: the floor of every table", MODELS,
+                      options=(Option("lr", float, 0.05, "Adam's learning rate", minimum=0.0),))
 
 
 @hookimpl
@@ -45,7 +46,7 @@ def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[s
 
 @hookimpl
 def evalgen_configure_optimizers(model: nn.Module, config: Mapping[str, Any]) -> dict[str, torch.optim.Optimizer]:
-    return {"model": torch.optim.Adam(model.parameters(), lr=float(config.get("lr", 0.05)))}
+    return {"model": torch.optim.Adam(model.parameters(), lr=config["lr"])}
 
 
 @hookimpl

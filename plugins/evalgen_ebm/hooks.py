@@ -16,6 +16,7 @@ from evalgen import (
     Likelihood,
     LikelihoodKind,
     ModelSpec,
+    Option,
     TrainState,
     hookimpl,
 )
@@ -38,20 +39,49 @@ def dbm_likelihood(steps: int = ais.DEFAULT_STEPS) -> Likelihood:
     return Likelihood(LikelihoodKind.LOWER_BOUND, f"mean-field bound, log Z by AIS, T={steps}", sample_count="M")
 
 
+#: The options (``-o key=value``) of the models trained by SGD with sampled negative phases and
+#: scored by AIS (rbm, rbm-pcd, dbm): SGD as Hinton's practical guide (2010); AIS schedule as
+#: Salakhutdinov & Murray 2008 (14,500 temperatures). Layer sizes by data size: `models.layer_sizes`.
+SAMPLED_OPTIONS = (
+    Option("lr", float, 0.05, "SGD learning rate", minimum=0.0),
+    Option("momentum", float, 0.5, "SGD momentum", minimum=0.0, maximum=1.0),
+    Option("weight_decay", float, 2e-4, "SGD weight decay", minimum=0.0),
+    Option("ais_steps", int, ais.DEFAULT_STEPS, "intermediate distributions (temperatures) of AIS", minimum=1),
+    Option("burn_in", int, 1000, "Gibbs sweeps before a sample is taken", minimum=0),
+)
+RBM_OPTIONS = (
+    Option("hidden", int, None, "hidden units; default by data size: 500 for D > 256, 100 for D > 16, else 16",
+           minimum=1),
+    *SAMPLED_OPTIONS,
+    Option("sample_chains", int, None, "Gibbs chains samples are drawn from; default: one chain per sample",
+           minimum=1),
+    Option("thin", int, 10, "Gibbs sweeps between two samples of one chain", minimum=1),
+)
+
 MODELS = (
     ModelSpec("rbm", "Bernoulli RBM trained with CD-k (k = 1; -o cd_k=25 for CD-25); log Z by AIS",
               BINARY, ais_likelihood(), reference=SMOLENSKY, outlier_score=FREE_ENERGY_SCORE,
-              validation_nll=False),
+              validation_nll=False,
+              options=(Option("cd_k", int, 1, "Gibbs sweeps per contrastive-divergence step (CD-k)", minimum=1),
+                       *RBM_OPTIONS)),
     ModelSpec("rbm-pcd", "Bernoulli RBM trained with persistent CD (one Gibbs sweep per step); log Z by AIS",
               BINARY, ais_likelihood(), reference="Tieleman 2008, Training RBMs using approximations to the "
                                                  "likelihood gradient", outlier_score=FREE_ENERGY_SCORE,
-              validation_nll=False),
+              validation_nll=False, options=RBM_OPTIONS),
     ModelSpec("dbm", "deep Boltzmann machine, two hidden layers: PCD with a mean-field positive phase; "
                      "the mean-field lower bound on log p(v) with log Z by AIS",
               BINARY, dbm_likelihood(), reference="Salakhutdinov & Hinton 2009, Deep Boltzmann Machines",
-              validation_nll=False),
+              validation_nll=False,
+              options=(Option("hidden1", int, None, "units of the first hidden layer; default by data size: 500 "
+                                                    "for D > 256, 100 for D > 16, else 16", minimum=1),
+                       Option("hidden2", int, None, "units of the second hidden layer; default by data size: 500 "
+                                                    "for D > 256, 50 for D > 16, else 8", minimum=1),
+                       *SAMPLED_OPTIONS,
+                       Option("mf_steps", int, 10, "mean-field iterations (training and the bound)", minimum=1),
+                       Option("gibbs_steps", int, 1, "Gibbs sweeps of the persistent chains per step", minimum=1))),
     ModelSpec("fvbm", f"fully visible Boltzmann machine, exact log Z by enumerating 2^D states (D <= {MAX_DIMS})",
-              BINARY, Likelihood(), reference="Ackley, Hinton & Sejnowski 1985", max_dims=MAX_DIMS),
+              BINARY, Likelihood(), reference="Ackley, Hinton & Sejnowski 1985", max_dims=MAX_DIMS,
+              options=(Option("lr", float, 0.05, "Adam's learning rate (on the exact likelihood)", minimum=0.0),)),
 )
 
 
@@ -64,9 +94,8 @@ def evalgen_family() -> FamilyInfo:
 
 @hookimpl
 def evalgen_describe_likelihood(model_name: str, dataset: DatasetInfo, config: Mapping[str, Any]) -> Likelihood | None:
-    steps = int(config.get("ais_steps") or ais.DEFAULT_STEPS)
-    return {"rbm": ais_likelihood, "rbm-pcd": ais_likelihood, "dbm": dbm_likelihood}.get(
-        model_name, lambda _: None)(steps)
+    make = {"rbm": ais_likelihood, "rbm-pcd": ais_likelihood, "dbm": dbm_likelihood}.get(model_name)
+    return None if make is None else make(config["ais_steps"])
 
 
 @hookimpl

@@ -16,24 +16,8 @@ from . import ais
 from .fvbm import FVBM
 from .rbm import RBM
 
-#: Every option (``-o key=value``) with its default; None = by data size (see `layer_sizes`).
-DEFAULTS: dict[str, Any] = {
-    "hidden": None, "hidden1": None, "hidden2": None,
-    "cd_k": 1,  # Gibbs sweeps per CD step (CD-1 .. CD-25 in Salakhutdinov & Murray 2008)
-    "lr": 0.05, "momentum": 0.5, "weight_decay": 2e-4,  # SGD, as Hinton's practical guide (2010)
-    "fvbm_lr": 0.05,  # Adam on the exact likelihood
-    "ais_steps": ais.DEFAULT_STEPS,  # intermediate distributions of AIS (S&M 2008: 14,500)
-    "burn_in": 1000,  # Gibbs sweeps before a sample is taken
-    "sample_chains": None, "thin": 10,  # RBM: chains to sample from (None: one per sample), sweeps between samples
-    "mf_steps": 10, "gibbs_steps": 1,  # DBM: mean-field iterations, PCD sweeps per step
-}
 #: AIS chains of one estimate are seeded with this (and M), so an estimate is reproducible.
 AIS_SEED = 4_242
-
-
-def option(config: Mapping[str, Any], key: str) -> Any:
-    value = config.get(key)
-    return DEFAULTS[key] if value is None else value
 
 
 def layer_sizes(dims: int) -> tuple[int, int, int]:
@@ -45,13 +29,16 @@ def layer_sizes(dims: int) -> tuple[int, int, int]:
 
 
 class EnergyModel(nn.Module):
-    """Common ground: flattening, the training data's base rate (for AIS), the log Z cache."""
+    """Common ground: flattening, the training data's base rate (for AIS), the log Z cache.
+
+    ``config`` holds the model's options as declared in `evalgen_ebm.hooks` (resolved by evalgen,
+    defaults included; see `evalgen.options.resolved_options` to build one outside a run)."""
 
     def __init__(self, shape: tuple[int, ...], config: Mapping[str, Any]) -> None:
         super().__init__()
         self.shape = tuple(shape)
         self.dims = math.prod(shape)
-        self.config = {k: option(config, k) for k in DEFAULTS}
+        self.config = dict(config)
         self.register_buffer("seen_sum", torch.zeros(self.dims, dtype=torch.float64))
         self.register_buffer("seen_count", torch.zeros((), dtype=torch.float64))
         self._log_z: tuple[tuple, dict[str, ais.LogZEstimate]] | None = None
@@ -180,7 +167,7 @@ class FVBMModel(EnergyModel):
         self.net = FVBM(self.dims)
 
     def optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=float(self.config["fvbm_lr"]))
+        return torch.optim.Adam(self.parameters(), lr=float(self.config["lr"]))
 
     def train_step(self, x: torch.Tensor, state: TrainState) -> dict[str, Any]:
         nll = -self.net.log_prob(self.flat(x)).mean()

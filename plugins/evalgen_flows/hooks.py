@@ -15,6 +15,7 @@ from evalgen import (
     FamilyInfo,
     Likelihood,
     ModelSpec,
+    Option,
     Representation,
     TrainState,
     hookimpl,
@@ -27,20 +28,43 @@ from .planar import PlanarFlow
 
 ALL_KINDS = frozenset(DataKind)
 
+#: Adam's learning rate per model (the option ``lr``'s default).
+DEFAULT_LR = {"planar": 2e-3, "realnvp": 5e-4, "maf": 5e-4}
+
+#: The options every flow takes (``-o key=value``).
+FAMILY_OPTIONS = (
+    Option("alpha", float, DEFAULT_ALPHA, "logit margin for dequantized data, in (0, 0.5): "
+           "x -> logit(alpha + (1 - 2 alpha) x)", minimum=0.0, maximum=0.5),
+    Option("weight_decay", float, 0.0, "Adam's weight decay", minimum=0.0),
+    Option("clip", float, 100.0, "gradient-norm clipping threshold; 0 = no clipping", minimum=0.0),
+)
+
+
+def _lr(model_name: str) -> Option:
+    return Option("lr", float, DEFAULT_LR[model_name], "Adam's learning rate", minimum=0.0)
+
+
 MODELS = (
     ModelSpec("planar", "planar flow: stacked rank-1 tanh layers, numerically inverted for sampling",
               ALL_KINDS, Likelihood(), dequantize=True,
-              reference="Rezende & Mohamed 2015, Variational Inference with Normalizing Flows"),
+              reference="Rezende & Mohamed 2015, Variational Inference with Normalizing Flows",
+              options=(Option("layers", int, None, "planar layers; default by data size: 32 for D <= 16, else 64",
+                              minimum=1), _lr("planar"))),
     ModelSpec("realnvp", "RealNVP: affine coupling layers with alternating masks",
               ALL_KINDS, Likelihood(), dequantize=True,
-              reference="Dinh, Sohl-Dickstein & Bengio 2017, Density estimation using Real NVP"),
+              reference="Dinh, Sohl-Dickstein & Bengio 2017, Density estimation using Real NVP",
+              options=(Option("layers", int, None, "coupling layers; default by data size: 8 for D <= 256, else 6",
+                              minimum=1),
+                       Option("hidden", int, 128, "hidden units of each coupling network", minimum=1),
+                       _lr("realnvp"))),
     ModelSpec("maf", "masked autoregressive flow: stacked MADE layers with order reversal",
               ALL_KINDS, Likelihood(), dequantize=True,
-              reference="Papamakarios, Pavlakou & Murray 2017, Masked Autoregressive Flow"),
+              reference="Papamakarios, Pavlakou & Murray 2017, Masked Autoregressive Flow",
+              options=(Option("layers", int, 5, "MADE layers", minimum=1),
+                       Option("hidden", int, None, "hidden units of each MADE; default by data size: 256 for "
+                                                   "16 < D <= 256, else 128", minimum=1),
+                       _lr("maf"))),
 )
-
-#: learning rates (config ``lr`` overrides)
-DEFAULT_LR = {"planar": 2e-3, "realnvp": 5e-4, "maf": 5e-4}
 
 
 def default_sizes(model_name: str, dim: int) -> tuple[int, int]:
@@ -60,12 +84,7 @@ def default_sizes(model_name: str, dim: int) -> tuple[int, int]:
 @hookimpl
 def evalgen_family() -> FamilyInfo:
     return FamilyInfo(name="flows", summary="normalizing flows with exact likelihoods: planar, RealNVP, MAF",
-                      models=MODELS, version="0.1.0")
-
-
-def _opt(config: Mapping[str, Any], key: str, default: Any, cast: type) -> Any:
-    value = config.get(key) if config is not None else None
-    return default if value is None else cast(value)
+                      models=MODELS, version="0.1.0", options=FAMILY_OPTIONS)
 
 
 @hookimpl
@@ -77,12 +96,12 @@ def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[s
     if model_name not in DEFAULT_LR:
         raise ValueError(f"unknown flows model {model_name!r}; choose from {sorted(DEFAULT_LR)}")
     layers_d, hidden_d = default_sizes(model_name, dataset.num_dims)
-    layers = _opt(config, "layers", layers_d, int)
-    alpha = _opt(config, "alpha", DEFAULT_ALPHA, float)
+    layers = config["layers"] or layers_d
+    alpha = config["alpha"]
     if model_name == "planar":
         model: Flow = PlanarFlow(shape, layers=layers, dequantized=dequantized, alpha=alpha)
     else:
-        hidden = _opt(config, "hidden", hidden_d, int)
+        hidden = config["hidden"] or hidden_d
         cls = RealNVP if model_name == "realnvp" else MAF
         model = cls(shape, layers=layers, hidden=hidden, dequantized=dequantized, alpha=alpha)
     model.flow_name = model_name
@@ -91,15 +110,13 @@ def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[s
 
 @hookimpl
 def evalgen_configure_optimizers(model: nn.Module, config: Mapping[str, Any]) -> dict[str, torch.optim.Optimizer]:
-    lr = _opt(config, "lr", DEFAULT_LR.get(getattr(model, "flow_name", ""), 1e-3), float)
-    wd = _opt(config, "weight_decay", 0.0, float)
-    return {"model": torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd)}
+    return {"model": torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])}
 
 
 @hookimpl
 def evalgen_train_step(model: nn.Module, batch: Batch, state: TrainState) -> Mapping[str, Any]:
     opt = state.optimizers["model"]
-    clip = _opt(state.config, "clip", 100.0, float)
+    clip = state.config["clip"]
     loss = -model.log_prob(batch.x).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()

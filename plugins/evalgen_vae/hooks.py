@@ -14,12 +14,13 @@ from evalgen import (
     DatasetInfo,
     FamilyInfo,
     ModelSpec,
+    Option,
     TrainState,
     hookimpl,
     iwae_likelihood,
 )
 
-from .likelihoods import default_decoder, make_decoder
+from .likelihoods import DECODERS, default_decoder, make_decoder
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from .vae import VAE
 
@@ -28,28 +29,52 @@ IMAGE_KINDS = frozenset({DataKind.BINARY, DataKind.DISCRETE})
 KINGMA = "Kingma & Welling 2014, Auto-Encoding Variational Bayes"
 BURDA = "Burda, Grosse & Salakhutdinov 2016, Importance Weighted Autoencoders"
 
-MODELS = (
-    ModelSpec("vae", "VAE, MLP encoder/decoder (2x tanh hidden layers), Gaussian latent, trained on the ELBO",
-              ALL_KINDS, iwae_likelihood(), reference=KINGMA),
-    ModelSpec("vae-conv", "VAE with a convolutional encoder/decoder, trained on the ELBO",
-              IMAGE_KINDS, iwae_likelihood(), reference=KINGMA),
-    ModelSpec("iwae", "importance-weighted autoencoder: the MLP VAE trained on the IWAE bound with k=5",
-              ALL_KINDS, iwae_likelihood(), reference=BURDA),
-    ModelSpec("cvae", "conditional VAE on class labels with a classifier q(y|x), trained with beta=4 on the KL; "
-                      "samples draw y from p(y)",
-              IMAGE_KINDS, iwae_likelihood(), needs_labels=True,
-              reference="Kingma, Rezende, Mohamed & Welling 2014, Semi-supervised Learning with Deep "
-                        "Generative Models (M2); Sohn, Lee & Yan 2015 (CVAE)"),
-)
-
-#: k of the training objective per model (config ``train_samples`` overrides).
+#: k of the training objective per model (the option ``train_samples``'s default).
 TRAIN_SAMPLES = {"vae": 1, "vae-conv": 1, "iwae": 5, "cvae": 1}
-#: Weight of the KL term in the training ELBO (config ``kl_weight`` overrides). The conditional
+#: Weight of the KL term in the training ELBO (the option ``kl_weight``'s default). The conditional
 #: VAE trains with beta = 4 (Higgins et al. 2017): at beta = 1 the latent keeps much of the
 #: class and samples often ignore the requested label (on MNIST 86.5% of conditional samples had
 #: the asked class after 8,000 steps; at beta = 4, 93.5-95.2% over three seeds after 10,000).
 #: The reported likelihood is the IWAE bound of the trained model either way.
 KL_WEIGHT = {"vae": 1.0, "vae-conv": 1.0, "iwae": 1.0, "cvae": 4.0}
+
+#: The options every model takes (``-o key=value``); `_own_options` adds each model's defaults.
+FAMILY_OPTIONS = (
+    Option("latent", int, None, "latent dimensions; default by data size: 2 for D <= 16, 16 for D <= 256, else 50",
+           minimum=1),
+    Option("hidden", int, None, "hidden units of the MLPs (and of the cvae classifier); default by data size: "
+                                "64 for D <= 16, 128 for D <= 256, else 200", minimum=1),
+    Option("depth", int, 2, "hidden layers of the MLP encoder and decoder", minimum=1),
+    Option("channels", int, 32, "channels of the convolutional encoder and decoder", minimum=1),
+    Option("decoder", str, None, "p(x|z); default by data: bernoulli (2 levels), categorical (<= 32 levels), "
+                                 "logistic-mixture (more), gaussian (continuous)", choices=tuple(sorted(DECODERS))),
+    Option("lr", float, 1e-3, "Adam's learning rate", minimum=0.0),
+    Option("clip", float, 100.0, "gradient-norm clipping threshold", minimum=0.0),
+)
+
+
+def _own_options(model_name: str) -> tuple[Option, ...]:
+    return (Option("networks", str, "conv" if model_name == "vae-conv" else "mlp",
+                   "encoder and decoder networks", choices=("mlp", "conv")),
+            Option("train_samples", int, TRAIN_SAMPLES[model_name],
+                   "importance samples k of the training objective (1 = the ELBO)", minimum=1),
+            Option("kl_weight", float, KL_WEIGHT[model_name], "weight (beta) of the KL term in the training ELBO",
+                   minimum=0.0))
+
+
+MODELS = (
+    ModelSpec("vae", "VAE, MLP encoder/decoder (2x tanh hidden layers), Gaussian latent, trained on the ELBO",
+              ALL_KINDS, iwae_likelihood(), reference=KINGMA, options=_own_options("vae")),
+    ModelSpec("vae-conv", "VAE with a convolutional encoder/decoder, trained on the ELBO",
+              IMAGE_KINDS, iwae_likelihood(), reference=KINGMA, options=_own_options("vae-conv")),
+    ModelSpec("iwae", "importance-weighted autoencoder: the MLP VAE trained on the IWAE bound with k=5",
+              ALL_KINDS, iwae_likelihood(), reference=BURDA, options=_own_options("iwae")),
+    ModelSpec("cvae", "conditional VAE on class labels with a classifier q(y|x), trained with beta=4 on the KL; "
+                      "samples draw y from p(y)",
+              IMAGE_KINDS, iwae_likelihood(), needs_labels=True,
+              reference="Kingma, Rezende, Mohamed & Welling 2014, Semi-supervised Learning with Deep "
+                        "Generative Models (M2); Sohn, Lee & Yan 2015 (CVAE)", options=_own_options("cvae")),
+)
 
 
 def default_sizes(num_dims: int) -> tuple[int, int]:
@@ -61,32 +86,24 @@ def default_sizes(num_dims: int) -> tuple[int, int]:
     return (200, 50) if num_dims > 256 else (128, 16)
 
 
-def _opt(config: Mapping[str, Any] | None, key: str, default: Any, cast: type) -> Any:
-    value = config.get(key) if config is not None else None
-    return default if value is None else cast(value)
-
-
 @hookimpl
 def evalgen_family() -> FamilyInfo:
     return FamilyInfo(name="vae", summary="variational autoencoders with IWAE lower bounds: VAE, IWAE, CVAE",
-                      models=MODELS, version="0.1.0")
+                      models=MODELS, version="0.1.0", options=FAMILY_OPTIONS)
 
 
 def _networks(model_name: str, dataset: DatasetInfo, params_per_dim: int, config: Mapping[str, Any],
               num_labels: int) -> tuple[nn.Module, nn.Module, int]:
     hidden_d, latent_d = default_sizes(dataset.num_dims)
-    latent = _opt(config, "latent", latent_d, int)
-    networks = _opt(config, "networks", "conv" if model_name == "vae-conv" else "mlp", str)
-    if networks not in ("mlp", "conv"):
-        raise ValueError(f"networks must be 'mlp' or 'conv', got {networks!r}")
-    if networks == "conv":
+    latent = config["latent"] or latent_d
+    if config["networks"] == "conv":
         if len(dataset.shape) != 3:
             raise ValueError(f"vae-conv needs images (C, H, W), got shape {dataset.shape}")
-        channels = _opt(config, "channels", 32, int)
+        channels = config["channels"]
         return (ConvEncoder(dataset.shape, latent, channels, num_labels),
                 ConvDecoder(dataset.shape, params_per_dim, latent, channels, num_labels), latent)
-    hidden = _opt(config, "hidden", hidden_d, int)
-    depth = _opt(config, "depth", 2, int)
+    hidden = config["hidden"] or hidden_d
+    depth = config["depth"]
     return (MLPEncoder(dataset.num_dims, latent, hidden, depth, num_labels),
             MLPDecoder(dataset.num_dims, params_per_dim, latent, hidden, depth, num_labels), latent)
 
@@ -95,7 +112,7 @@ def _networks(model_name: str, dataset: DatasetInfo, params_per_dim: int, config
 def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[str, Any]) -> nn.Module:
     if model_name not in TRAIN_SAMPLES:
         raise ValueError(f"unknown vae model {model_name!r}; choose from {sorted(TRAIN_SAMPLES)}")
-    pixel = make_decoder(_opt(config, "decoder", default_decoder(dataset.levels), str), dataset.levels)
+    pixel = make_decoder(config["decoder"] or default_decoder(dataset.levels), dataset.levels)
     conditional = model_name == "cvae"
     if conditional and not dataset.label_counts:
         raise ValueError(f"cvae needs class labels; dataset '{dataset.name}' has none")
@@ -103,17 +120,17 @@ def evalgen_build_model(model_name: str, dataset: DatasetInfo, config: Mapping[s
     encoder, decoder, latent = _networks(model_name, dataset, pixel.params_per_dim, config, num_labels)
     classifier = None
     if conditional:
-        hidden = _opt(config, "hidden", default_sizes(dataset.num_dims)[0], int)
+        hidden = config["hidden"] or default_sizes(dataset.num_dims)[0]
         classifier = nn.Sequential(nn.Linear(dataset.num_dims, hidden), nn.ReLU(), nn.Linear(hidden, num_labels))
     return VAE(dataset.shape, dataset.levels, encoder, decoder, pixel, latent,
-               train_samples=_opt(config, "train_samples", TRAIN_SAMPLES[model_name], int),
+               train_samples=config["train_samples"],
                label_counts=dataset.label_counts if conditional else None, classifier=classifier,
-               kl_weight=_opt(config, "kl_weight", KL_WEIGHT[model_name], float))
+               kl_weight=config["kl_weight"])
 
 
 @hookimpl
 def evalgen_configure_optimizers(model: nn.Module, config: Mapping[str, Any]) -> dict[str, torch.optim.Optimizer]:
-    return {"model": torch.optim.Adam(model.parameters(), lr=_opt(config, "lr", 1e-3, float))}
+    return {"model": torch.optim.Adam(model.parameters(), lr=config["lr"])}
 
 
 @hookimpl
@@ -122,7 +139,7 @@ def evalgen_train_step(model: VAE, batch: Batch, state: TrainState) -> Mapping[s
     losses = model.loss(batch.x, batch.y)
     opt.zero_grad(set_to_none=True)
     losses["loss"].backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), _opt(state.config, "clip", 100.0, float))
+    torch.nn.utils.clip_grad_norm_(model.parameters(), state.config["clip"])
     opt.step()
     return {name: value.detach() for name, value in losses.items()}
 
