@@ -1,7 +1,10 @@
-"""The `gan` family: objectives against closed forms, the step's mechanics, every model's contract."""
+"""The `gan` family: objectives against closed forms, the step's mechanics, the conv nets through
+the conformance kit (every model's contract on small data is checked by
+tests/test_conformance_bundled.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from evalgen import DataKind, DatasetInfo, Representation, TrainingDiverged, TrainState
+from evalgen.options import resolved_options
+from evalgen.testing import DEFAULTS, check_plugin
 from evalgen.types import Batch
 from evalgen_gan import hooks, losses, training
 
@@ -19,7 +24,6 @@ INFOS = {
     "odd-image": DatasetInfo("o", DataKind.DISCRETE, (1, 6, 6), 4, None, Representation.DEQUANTIZED, 100),
     "2-d": DatasetInfo("t", DataKind.CONTINUOUS, (2,), None, None, Representation.CONTINUOUS, 100),
 }
-CASES = [(m.name, i) for m in hooks.MODELS for i in INFOS]
 
 
 def _data(info: DatasetInfo, n: int, seed: int) -> torch.Tensor:
@@ -30,7 +34,7 @@ def _data(info: DatasetInfo, n: int, seed: int) -> torch.Tensor:
 
 
 def _setup(model_name: str, info: DatasetInfo, config=None, seed: int = 0):
-    config = config or {}
+    config = resolved_options(hooks.evalgen_family(), model_name, config)  # as a run hands the hooks
     torch.manual_seed(seed)
     model = hooks.evalgen_build_model(model_name=model_name, dataset=info, config=config)
     opts = hooks.evalgen_configure_optimizers(model=model, config=config)
@@ -85,44 +89,29 @@ def test_wasserstein_estimate_and_critic_loss():
     assert float(losses.wgan_generator_loss(fake)) == pytest.approx(0.5)
 
 
-# --- every model: the conformance of a plugin model -------------------------------------------
+# --- the DCGAN conv nets, through the conformance kit ------------------------------------------
+# The bundled conformance run (tests/test_conformance_bundled.py) checks every model's contract on
+# 4x4 images and 2-D data, which get MLPs; images whose side is a multiple of 4 (8 or more) get the
+# DCGAN conv nets with batch norm, checked here on 8x8 images by the same kit.
+
+CONV_SIZED = dataclasses.replace(DEFAULTS, binary_shape=(1, 8, 8), discrete_shape=(1, 8, 8), num_train=128,
+                                 batch_size=32, num_samples=16, eval_examples=32, train_steps=10)
 
 
-@pytest.mark.parametrize("model_name,info_name", CASES)
-def test_model_contract(model_name, info_name, tmp_path):
-    info = INFOS[info_name]
-    model, state = _setup(model_name, info)
-    x = _data(info, 16, seed=1)
-    # samples: shape, the representation's range, reproducible from the generator
-    model.eval()
-    samples = hooks.evalgen_sample(model=model, num_samples=7, generator=torch.Generator().manual_seed(2))
-    again = hooks.evalgen_sample(model=model, num_samples=7, generator=torch.Generator().manual_seed(2))
-    assert samples.shape == (7, *info.shape) and samples.dtype == torch.float32 and torch.equal(samples, again)
-    if info.levels is not None:
-        assert 0 <= samples.min() and samples.max() <= 1
-    # outlier score: (N,), finite
-    score = hooks.evalgen_outlier_score(model=model, x=x)
-    assert score.shape == (16,) and torch.isfinite(score).all()
-    # n_critic steps: gradients reach every parameter of both networks, and both change
-    model.train()
-    d_before, g_before = _params(model.discriminator), _params(model.generator)
+def test_every_model_conforms_with_conv_nets():
+    report = check_plugin("gan", checks=["build", "sample", "determinism", "checkpoint", "training", "one_step",
+                                         "side_effects", "outlier_score"], settings=CONV_SIZED)
+    assert report.ok, "\n" + str(report)
+    checked = {(r.model, r.data) for r in report.results if r.status == "passed"}
+    assert {(m.name, kind) for m in hooks.MODELS for kind in ("binary", "discrete")} <= checked
+
+
+@pytest.mark.parametrize("model_name", [m.name for m in hooks.MODELS])
+def test_a_generator_update_reports_both_gradient_norms(model_name):
+    model, state = _setup(model_name, INFOS["digits-like"])
     for _ in range(model.settings.n_critic):
-        out = _step(model, state, x)
-        assert all(math.isfinite(v) for v in out.values()), out
-    missing = [n for n, p in model.named_parameters()
-               if "ema" not in n and (p.grad is None or not torch.isfinite(p.grad).all())]
-    assert not missing, f"no finite gradient for {missing}"
-    assert any(_changed(d_before, model.discriminator)) and all(_changed(g_before, model.generator))
+        out = _step(model, state, _data(INFOS["digits-like"], 16, seed=state.step))
     assert {"grad_norm/discriminator", "grad_norm/generator"} <= out.keys()
-    # save / load: the same samples and scores
-    torch.save(model.state_dict(), tmp_path / "m.pt")
-    other = hooks.evalgen_build_model(model_name=model_name, dataset=info, config={})
-    other.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
-    model.eval(), other.eval()
-    for net in (model, other):
-        net.sampled = net.sample(5, torch.Generator().manual_seed(3))
-    assert torch.equal(model.sampled, other.sampled)
-    assert torch.equal(model.score(x), other.score(x))
 
 
 def test_conv_nets_for_images_whose_side_is_a_multiple_of_4_else_mlps():
@@ -131,7 +120,7 @@ def test_conv_nets_for_images_whose_side_is_a_multiple_of_4_else_mlps():
     assert any(isinstance(m, nn.ConvTranspose2d) for m in conv.generator.modules())
     assert not any(isinstance(m, nn.Conv2d) for m in mlp.discriminator.modules())
     with pytest.raises(ValueError, match="multiple of 4"):
-        hooks.evalgen_build_model(model_name="gan", dataset=INFOS["odd-image"], config={"networks": "conv"})
+        _setup("gan", INFOS["odd-image"], {"networks": "conv"})
 
 
 def test_defaults_follow_the_papers():

@@ -1,7 +1,10 @@
-"""The `vae` family: bounds against closed forms, decoders by enumeration, every model's contract."""
+"""The `vae` family: bounds against closed forms, decoders by enumeration, the networks and decoder
+chosen for MNIST-sized data through the conformance kit (every model's contract on small data is
+checked by tests/test_conformance_bundled.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,6 +14,8 @@ import torch
 from torch import nn
 
 from evalgen import DataKind, DatasetInfo, Representation
+from evalgen.options import resolved_options
+from evalgen.testing import DEFAULTS, check_plugin
 from evalgen_vae import hooks
 from evalgen_vae.likelihoods import Bernoulli, Categorical, DiscretizedLogistic, Gaussian
 from evalgen_vae.vae import VAE
@@ -130,68 +135,38 @@ def test_decoder_samples_follow_its_probabilities(pixel):
     assert torch.allclose(freq, probs, atol=4 * math.sqrt(0.25 / len(draws)))
 
 
-# --- every model of the family: the conformance of a plugin model ----------------------------
+# --- MNIST-sized data, through the conformance kit -----------------------------------------------
+# The bundled conformance run (tests/test_conformance_bundled.py) checks every model's contract on
+# 4x4 images with 8 levels and on 2-D data. The family picks its networks and decoder by the data's
+# size and levels, so the same checks run here on 28x28 images with 2 and 256 levels: the larger
+# networks (200 hidden units, 50 latents) and the logistic-mixture decoder.
 
-INFOS = {
-    "digits-like": DatasetInfo("d", DataKind.DISCRETE, (1, 8, 8), 17, 10, Representation.LEVELS, 100,
-                               label_counts=(10,) * 10),
-    "binary-28": DatasetInfo("b", DataKind.BINARY, (1, 28, 28), 2, 10, Representation.LEVELS, 100,
-                             label_counts=(5, 15) + (10,) * 8),
-    "mnist-like": DatasetInfo("m", DataKind.DISCRETE, (1, 28, 28), 256, 10, Representation.LEVELS, 100,
-                              label_counts=(10,) * 10),
-    "2-d": DatasetInfo("t", DataKind.CONTINUOUS, (2,), None, None, Representation.CONTINUOUS, 100),
-}
-CASES = [(m.name, i) for m in hooks.MODELS for i, info in INFOS.items()
-         if info.kind in m.data_kinds and (info.label_counts or not m.needs_labels)]
+MNIST_SIZED = dataclasses.replace(DEFAULTS, binary_shape=(1, 28, 28), discrete_shape=(1, 28, 28),
+                                  discrete_levels=256, num_train=64, batch_size=16, num_samples=8,
+                                  eval_examples=16, train_steps=4)
 
 
-def _data(info: DatasetInfo, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    if info.levels is None:
-        x = torch.randn(n, *info.shape, generator=g)
-    else:
-        x = torch.randint(0, info.levels, (n, *info.shape), generator=g).float()
-    return x, torch.randint(0, 10, (n,), generator=g)
+def test_every_model_conforms_on_mnist_sized_images():
+    report = check_plugin("vae", checks=["build", "sample", "determinism", "log_prob", "checkpoint", "one_step"],
+                          settings=MNIST_SIZED)
+    assert report.ok, "\n" + str(report)
+    checked = {(r.model, r.data) for r in report.results if r.status == "passed"}
+    assert {(m.name, kind) for m in hooks.MODELS for kind in ("binary", "discrete")} <= checked
 
 
-@pytest.mark.parametrize("model_name,info_name", CASES)
-def test_model_contract(model_name, info_name, tmp_path):
-    info = INFOS[info_name]
-    torch.manual_seed(0)
-    model = hooks.evalgen_build_model(model_name=model_name, dataset=info, config={})
-    x, y = _data(info, 6, seed=1)
-    # samples: shape, values in the representation, reproducible from the generator
-    samples = model.sample(7, torch.Generator().manual_seed(2))
-    again = model.sample(7, torch.Generator().manual_seed(2))
-    assert samples.shape == (7, *info.shape) and torch.equal(samples, again)
-    if info.levels is not None:
-        assert torch.equal(samples, samples.round()) and 0 <= samples.min() and samples.max() <= info.levels - 1
-    # log_prob: (N,) finite; K = 1 and K = 3 both work
-    for k in (1, 3):
-        lp = model.log_prob(x, k)
-        assert lp.shape == (6,) and torch.isfinite(lp).all()
-    # gradients reach every parameter through the training loss
-    losses = model.loss(x, y)
-    losses["loss"].backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
-    assert not missing, f"no finite gradient for {missing}"
-    # save / load: the same bound from the same random stream
-    torch.save(model.state_dict(), tmp_path / "m.pt")
-    other = hooks.evalgen_build_model(model_name=model_name, dataset=info, config={})
-    other.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
-    torch.manual_seed(5)
-    first = model.log_prob(x, 4)
-    torch.manual_seed(5)
-    assert torch.equal(first, other.log_prob(x, 4))
+DIGITS_LIKE = DatasetInfo("d", DataKind.DISCRETE, (1, 8, 8), 17, 10, Representation.LEVELS, 100,
+                          label_counts=(10,) * 10)
 
 
 def test_bad_input_shape_is_rejected():
-    model = hooks.evalgen_build_model(model_name="vae", dataset=INFOS["digits-like"], config={})
+    config = resolved_options(hooks.evalgen_family(), "vae")
+    model = hooks.evalgen_build_model(model_name="vae", dataset=DIGITS_LIKE, config=config)
     with pytest.raises(ValueError, match=r"expected x of shape \(N, 1, 8, 8\)"):
         model.log_prob(torch.zeros(3, 64), 2)
 
 
 def test_cvae_needs_labels():
     info = DatasetInfo("nolabels", DataKind.BINARY, (1, 28, 28), 2, None, Representation.LEVELS, 100)
+    config = resolved_options(hooks.evalgen_family(), "cvae")
     with pytest.raises(ValueError, match="cvae needs class labels"):
-        hooks.evalgen_build_model(model_name="cvae", dataset=info, config={})
+        hooks.evalgen_build_model(model_name="cvae", dataset=info, config=config)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import torch
 
-from evalgen.datasets.base import Dataset, Split
+from evalgen.datasets.base import Dataset
 from evalgen.types import Batch, Representation
 
 #: Dequantization noise of the validation and test sets comes from this seed, independent of
@@ -23,6 +23,19 @@ def to_representation(x: torch.Tensor, representation: Representation, levels: i
         return x
     noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return (x + noise) / levels
+
+
+def evaluation_inputs(dataset: Dataset, representation: Representation,
+                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed validation subset (at most `MAX_VALIDATION_EXAMPLES`) and the whole test set in
+    ``representation``, on ``device``: what every run is scored on. For ``dequantized`` the noise
+    comes from one generator on ``device`` seeded with `EVAL_NOISE_SEED`, drawn for the validation
+    subset first and then for the test set (the values depend on the device's random stream)."""
+    noise = torch.Generator(device=device).manual_seed(EVAL_NOISE_SEED)
+    valid = to_representation(dataset.valid.x[:MAX_VALIDATION_EXAMPLES].to(device), representation,
+                              dataset.levels, noise)
+    test = to_representation(dataset.test.x.to(device), representation, dataset.levels, noise)
+    return valid, test
 
 
 def to_stored_values(samples: torch.Tensor, representation: Representation,
@@ -42,14 +55,8 @@ class ModelData:
         self.device = device
         self.train_x = dataset.train.x.to(device)
         self.train_y = None if dataset.train.y is None else dataset.train.y.to(device)
-        noise = torch.Generator(device=device).manual_seed(EVAL_NOISE_SEED)
-        self.valid_x = self._fixed(dataset.valid, noise, MAX_VALIDATION_EXAMPLES)
-        self.test_x = self._fixed(dataset.test, noise, None)
+        self.valid_x, self.test_x = evaluation_inputs(dataset, representation, device)
         self.test_y = dataset.test.y
-
-    def _fixed(self, split: Split, generator: torch.Generator, limit: int | None) -> torch.Tensor:
-        x = split.x if limit is None else split.x[:limit]
-        return to_representation(x.to(self.device), self.representation, self.levels, generator)
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """Endless shuffled batches (a new permutation each epoch); drops the ragged tail."""

@@ -14,6 +14,9 @@ Run every check of an installed family from Python, from pytest or from the comm
 
 The checks are chosen by what each model declares (its data kinds, its likelihood kind, its
 representation); see `CHECKS` and, for every size and tolerance, `CheckSettings` / `DEFAULTS`.
+A family declares the checks it is known to fail in ``FamilyInfo.known_failures`` (as
+scikit-learn's ``_xfail_checks``): they are expected failures ("xfailed", ``pytest.xfail``), and
+a declared check that passes fails, so the declaration is removed once the bug is fixed.
 """
 
 from evalgen.testing.report import CheckFailed, CheckReport, CheckResult, CheckSkipped

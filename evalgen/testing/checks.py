@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import random
 import statistics
@@ -179,15 +180,27 @@ def check_checkpoint(subject: Subject) -> str:
     if not torch.allclose(a, b, rtol=s.checkpoint_rtol, atol=s.checkpoint_atol):
         raise CheckFailed(f"a freshly built model given the trained model's state_dict draws different samples for "
                           f"the same generator (largest difference {float((a - b).abs().max()):.3g}): {fix}")
-    if not subject.has_likelihood:
-        return "reloaded state_dict: identical samples"
+    same = ["samples"]
     x = subject.data.eval_x
-    la = subject.log_prob(trained, x, reseed=s.seed + 4).double()
-    lb = subject.log_prob(fresh, x, reseed=s.seed + 4).double()
-    if not torch.allclose(la, lb, rtol=s.checkpoint_rtol, atol=s.checkpoint_atol):
-        raise CheckFailed(f"a freshly built model given the trained model's state_dict gives a different log_prob "
-                          f"(by up to {float((la - lb).abs().max()):.3g} nats): {fix}")
-    return "reloaded state_dict: identical samples and log_prob"
+    if subject.has_likelihood:
+        la = subject.log_prob(trained, x, reseed=s.seed + 4).double()
+        lb = subject.log_prob(fresh, x, reseed=s.seed + 4).double()
+        if not torch.allclose(la, lb, rtol=s.checkpoint_rtol, atol=s.checkpoint_atol):
+            raise CheckFailed(f"a freshly built model given the trained model's state_dict gives a different "
+                              f"log_prob (by up to {float((la - lb).abs().max()):.3g} nats): {fix}")
+        same.append("log_prob")
+    scores = []
+    for model in (trained, fresh):
+        torch.manual_seed(s.seed + 6)
+        with evaluating(model):
+            scores.append(subject.bound.outlier_score(model, x))
+    if scores[0] is not None and scores[1] is not None:
+        a, b = scores[0].double(), scores[1].double()
+        if a.shape != b.shape or not torch.allclose(a, b, rtol=s.checkpoint_rtol, atol=s.checkpoint_atol):
+            raise CheckFailed(f"a freshly built model given the trained model's state_dict gives different outlier "
+                              f"scores (by up to {float((a - b).abs().max()):.3g}): {fix}")
+        same.append("outlier scores")
+    return f"reloaded state_dict: identical {', '.join(same[:-1]) + ' and ' if len(same) > 1 else ''}{same[-1]}"
 
 
 def check_training(subject: Subject) -> str:
@@ -203,6 +216,13 @@ def check_training(subject: Subject) -> str:
         if still:
             raise CheckFailed(f"in {steps} steps the parameters of optimizer(s) {', '.join(still)} did not change: "
                               "train_step should call each optimizer's step() with gradients")
+    if trained.unreached:
+        more = f" and {len(trained.unreached) - 4} more" if len(trained.unreached) > 4 else ""
+        raise CheckFailed(f"in {steps} steps no gradient reached trainable parameter(s) "
+                          f"{', '.join(trained.unreached[:4])}{more}, which are still as built: they are unused "
+                          "or detached from the loss (.detach(), .data, torch.no_grad()); use them, or freeze them "
+                          "with requires_grad_(False)")
+    if not subject.has_likelihood:
         first = next(iter(trained.log.losses[-1]))
         return f"{steps} steps: finite losses ('{first}' ends at {trained.log.losses[-1][first]:.4g}), " \
                "every optimizer's parameters changed"
@@ -321,3 +341,23 @@ def check_outlier_score(subject: Subject) -> str:
                               "evalgen_outlier_score returned None: return the scores, or leave the name out")
         raise CheckSkipped("evalgen_outlier_score returned None: the default -log p(x) / D is used")
     return f"finite ({scores.shape[0]},) scores, mean {float(scores.double().mean()):.4g}"
+
+
+def check_likelihood_details(subject: Subject) -> str:
+    """After log_prob on the test data, evalgen_likelihood_details returns None or a dict the
+    run record can store: JSON values, finite numbers."""
+    model = subject.resource("trained").model
+    subject.log_prob(model, subject.data.eval_x, reseed=subject.settings.seed)
+    with evaluating(model):
+        details = subject.bound.likelihood_details(model)
+    if details is None:
+        return "returned None: nothing is stored beside the test NLL"
+    try:
+        json.dumps(details, allow_nan=False)
+    except ValueError as exc:
+        raise CheckFailed(f"evalgen_likelihood_details returned a non-finite number ({exc}): the run record "
+                          "holds finite numbers only (report a failed estimate as None or a string)") from None
+    except TypeError as exc:
+        raise CheckFailed(f"evalgen_likelihood_details returned a value that is not JSON ({exc}): return plain "
+                          "floats, ints, strings, lists and dicts (float(tensor), not the tensor)") from None
+    return f"a JSON dict of {len(details)} item(s): {', '.join(sorted(map(str, details))[:6])}"

@@ -12,7 +12,8 @@ from evalgen.cli_common import parse_options, user_errors
 @click.option("--model", "models", multiple=True, help="Model variant(s) to check; default: all.")
 @click.option("--check", "checks", multiple=True,
               help="Only these checks (repeatable): family, build, sample, determinism, log_prob, normalization, "
-                   "agreement, checkpoint, training, one_step, side_effects, outlier_score.")
+                   "agreement, checkpoint, training, one_step, side_effects, outlier_score, "
+                   "likelihood_details.")
 @click.option("-o", "--option", "options", multiple=True, help="Plugin option key=value (repeatable), as for run.")
 @click.option("--device", default="cpu", show_default=True, help="Device the models run on.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print what each passing check measured.")

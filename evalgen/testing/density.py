@@ -63,7 +63,7 @@ def make_lowdim(subject) -> LowDim:
     candidates = _candidates(subject)
     errors = []
     for shape, levels in candidates:
-        if subject.spec.max_dims is not None and math.prod(shape) > subject.spec.max_dims:
+        if subject.spec.unfit_reason(subject.kind, math.prod(shape), None) is not None:
             continue
         if levels is not None and subject.representation is Representation.LEVELS and \
                 levels ** math.prod(shape) > s.max_enumeration_states:

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
-Status = Literal["passed", "failed", "skipped"]
+Status = Literal["passed", "failed", "skipped", "xfailed"]
 
 
 class CheckFailed(Exception):
@@ -24,9 +24,11 @@ class CheckResult:
     Attributes:
         check: the check's name (see `evalgen.testing.CHECKS`).
         model: the model variant ("" for checks of the whole family).
-        status: "passed", "failed" or "skipped".
+        status: "passed", "failed" or "skipped"; "xfailed" for a failure the family declared in
+            ``FamilyInfo.known_failures`` (an expected failure: not a failure of the report).
         message: for a failure, what is wrong and what the plugin should do; for a skip, why;
-            for a pass, what was measured.
+            for a pass, what was measured; for an expected failure, the declared reason and
+            what failed.
         seconds: wall time of the check (shared work, such as training, counts once, in the
             first check that needs it).
         data: the data kind the model was checked on ("binary", "discrete", "continuous"; ""
@@ -60,6 +62,11 @@ class CheckReport:
     def failures(self) -> list[CheckResult]:
         return [r for r in self.results if r.status == "failed"]
 
+    @property
+    def expected_failures(self) -> list[CheckResult]:
+        """The failures the family declared in ``FamilyInfo.known_failures``."""
+        return [r for r in self.results if r.status == "xfailed"]
+
     def summary(self) -> str:
         return summary_line(self.plugin, self.results)
 
@@ -67,12 +74,12 @@ class CheckReport:
         return "\n".join([*(format_result(r) for r in self.results), self.summary()])
 
 
-_WORD = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
+_WORD = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP", "xfailed": "XFAIL"}
 
 
 def format_result(result: CheckResult, verbose: bool = False) -> str:
-    """``PASS  planar      continuous  normalization   0.21s`` (+ the message for FAIL/SKIP)."""
-    line = (f"{_WORD[result.status]}  {result.model or '(family)':<12} {result.data or '-':<10} "
+    """``PASS  planar      continuous  normalization   0.21s`` (+ the message for FAIL/SKIP/XFAIL)."""
+    line = (f"{_WORD[result.status]:<5} {result.model or '(family)':<12} {result.data or '-':<10} "
             f"{result.check:<14} {result.seconds:6.2f}s")
     if result.message and (verbose or result.status != "passed"):
         line += f"  {result.message}"
@@ -83,5 +90,6 @@ def summary_line(plugin: str, results: list[CheckResult]) -> str:
     counts = Counter(r.status for r in results)
     seconds = sum(r.seconds for r in results)
     verdict = "FAILED" if counts["failed"] else "OK"
+    expected = f", {counts['xfailed']} expected to fail" if counts["xfailed"] else ""
     return (f"{verdict}: plugin '{plugin}': {len(results)} checks, {counts['passed']} passed, "
-            f"{counts['failed']} failed, {counts['skipped']} skipped in {seconds:.1f}s")
+            f"{counts['failed']} failed, {counts['skipped']} skipped{expected} in {seconds:.1f}s")

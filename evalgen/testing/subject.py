@@ -1,6 +1,6 @@
 """One model variant of one family on one kind of data: the thing the checks examine.
 
-A `Subject` calls the family's hooks through `evalgen.harness.contract.BoundModel`, so every
+A `Subject` calls the family's hooks through `evalgen.harness.contract.CheckedHooks`, so every
 result is validated the way the harness validates it (shapes, dtypes, ranges, finiteness) and a
 plugin's exception becomes an `EvalgenError` naming the hook. Work that several checks need (the
 built model, the trained model, the low-dimensional model) is done once and kept; when it fails,
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from evalgen.errors import EvalgenError
-from evalgen.harness.contract import BoundModel
+from evalgen.harness.contract import CheckedHooks
 from evalgen.plugins import FamilyHooks
 from evalgen.testing.data import CheckData, make_data
 from evalgen.testing.report import CheckFailed, CheckSkipped
@@ -64,6 +64,7 @@ class Trained:
     optimizers: dict[str, torch.optim.Optimizer]
     log: StepLog
     changed: dict[str, bool]  #: per optimizer: did any of its parameters change
+    unreached: list[str]  #: optimized parameters that no gradient reached and training left as built
     before: float | BaseException | None = None  #: mean log_prob of eval_x before training
     after: float | BaseException | None = None
 
@@ -88,7 +89,7 @@ class Subject:
         self.config = dict(config)
         self.min_budget = min_budget
         self.device = torch.device(settings.device)
-        self.bound = BoundModel(hooks, spec, importance_samples=settings.importance_samples,
+        self.bound = CheckedHooks(hooks, spec, importance_samples=settings.importance_samples,
                                 valid_importance_samples=settings.importance_samples)
         self.representation = spec.representation_for(kind)
         shape, levels = self.main_shape(kind)
@@ -146,12 +147,23 @@ class Subject:
         before = _call(lambda: self.mean_log_prob(model)) if self.has_likelihood else None
         params = {name: [p.detach().clone() for g in opt.param_groups for p in g["params"]]
                   for name, opt in optimizers.items()}
-        log = self.train(model, optimizers, self.data, self.settings.train_steps)
+        initial = {name: p.detach().clone() for name, p in model.named_parameters()}
+        optimized = {id(p) for opt in optimizers.values() for g in opt.param_groups for p in g["params"]}
+        watched = {name: p for name, p in model.named_parameters() if p.requires_grad and id(p) in optimized}
+        reached: set[str] = set()
+        handles = [p.register_hook(_reaches(reached, name)) for name, p in watched.items()]
+        try:
+            log = self.train(model, optimizers, self.data, self.settings.train_steps)
+        finally:
+            for handle in handles:
+                handle.remove()
         changed = {name: any(not torch.equal(old, p.detach()) for old, p in
                              zip(params[name], [p for g in opt.param_groups for p in g["params"]]))
                    for name, opt in optimizers.items()}
         after = _call(lambda: self.mean_log_prob(model)) if self.has_likelihood else None
-        return Trained(model, optimizers, log, changed, before, after)
+        unreached = [name for name, p in watched.items()
+                     if name not in reached and torch.equal(initial[name], p.detach())]
+        return Trained(model, optimizers, log, changed, unreached, before, after)
 
     def _make_lowdim(self):
         from evalgen.testing.density import make_lowdim
@@ -177,14 +189,13 @@ class Subject:
 
     def log_prob(self, model: nn.Module, x: torch.Tensor, k: int | None = None,
                  reseed: int | None = None, chunk: int = 4_096) -> torch.Tensor:
-        """log_prob of x in chunks; ``reseed`` seeds the global RNG first (importance sampling
-        inside log_prob draws from it), so that two evaluations are comparable."""
+        """(N,) float64 on the CPU: log_prob of x in chunks, as the harness computes it;
+        ``reseed`` seeds the global RNG first (importance sampling inside log_prob draws from it),
+        so that two evaluations are comparable."""
         if reseed is not None:
             torch.manual_seed(reseed)
         k = self.settings.importance_samples if k is None else k
-        with evaluating(model):
-            parts = [self.bound.log_prob(model, part, k) for part in x.split(chunk)]
-        return torch.cat(parts)
+        return self.bound.log_prob_in_batches(model, x, k, batch_size=chunk)  # as the harness scores a split
 
     def mean_log_prob(self, model: nn.Module) -> float:
         return float(self.log_prob(model, self.data.eval_x, reseed=self.settings.seed + 11).double().mean())
@@ -218,6 +229,13 @@ class Subject:
                 handle.remove()
         model.eval()
         return log
+
+
+def _reaches(reached: set[str], name: str) -> Callable[[torch.Tensor], None]:
+    def hook(grad: torch.Tensor) -> None:
+        reached.add(name)
+
+    return hook
 
 
 def _counter(counts: dict[str, int], name: str) -> Callable[..., None]:
