@@ -43,10 +43,11 @@ import torch
 
 from evalgen.budgets import Budget
 from evalgen.datasets.files import load_context_from_env
-from evalgen.harness.contract import BoundModel
+from evalgen.harness.contract import CheckedHooks
 from evalgen.harness.data import ModelData
 from evalgen.harness.runner import resolve_device, seed_everything
 from evalgen.harness.training import train
+from evalgen.options import resolved_options
 from evalgen.plugins import load_plugins
 from evalgen.types import DatasetInfo, Representation, TrainState
 
@@ -63,7 +64,7 @@ OUTLIER = 1.5
 class Setup:
     """Everything both loops share, built once."""
 
-    bound: BoundModel
+    bound: CheckedHooks
     info: DatasetInfo
     data: ModelData
     device: torch.device
@@ -93,7 +94,7 @@ def build_setup(args: argparse.Namespace) -> Setup:
     dataset = plugins.datasets.get(args.dataset).load(load_context_from_env())
     representation = model_spec.representation_for(dataset.kind)
     info = dataset.info(representation)
-    bound = BoundModel(plugins.hooks(PLUGIN), model_spec)
+    bound = CheckedHooks(plugins.hooks(PLUGIN), model_spec)
     device = resolve_device(args.device)
     data = ModelData(dataset, representation, device)
     budget = Budget(
@@ -101,7 +102,8 @@ def build_setup(args: argparse.Namespace) -> Setup:
         max_seconds=1e9, max_steps=args.steps, max_examples=None, batch_size=args.batch_size,
         eval_every=args.steps + 1, patience=10**9, num_samples=0,
     )
-    return Setup(bound, info, data, device, {}, args.seed, args.steps, args.batch_size, budget)
+    config = resolved_options(plugins.family(PLUGIN), args.model)  # as run_one resolves them
+    return Setup(bound, info, data, device, config, args.seed, args.steps, args.batch_size, budget)
 
 
 def _fresh_model(s: Setup) -> tuple[torch.nn.Module, dict[str, torch.optim.Optimizer]]:

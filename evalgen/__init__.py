@@ -7,9 +7,11 @@ from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, ModeSet, Split
 from evalgen.distributions import Bernoulli, Categorical, DiscretizedLogistic, LogisticMixture
 from evalgen.errors import DataUnavailableError, EvalgenError, PluginContractError, TrainingDiverged
+from evalgen.harness.public_data import load_dataset, split_inputs
 from evalgen.hookspecs import hookimpl
 from evalgen.metrics.bounds import importance_weighted_bound, iwae_likelihood, log_mean_exp
-from evalgen.metrics.registry import MetricInputs, MetricSpec
+from evalgen.metrics.columns import MetricColumn
+from evalgen.metrics.registry import NEEDS, MetricInputs, MetricSpec
 from evalgen.types import (
     Batch,
     DataKind,
@@ -18,12 +20,14 @@ from evalgen.types import (
     Likelihood,
     LikelihoodKind,
     ModelSpec,
+    Option,
     Representation,
     TrainState,
 )
 from evalgen.version import __version__
 
 __all__ = [
+    "NEEDS",
     "Batch",
     "Bernoulli",
     "Budget",
@@ -40,10 +44,12 @@ __all__ = [
     "LikelihoodKind",
     "LoadContext",
     "LogisticMixture",
+    "MetricColumn",
     "MetricInputs",
     "MetricSpec",
     "ModeSet",
     "ModelSpec",
+    "Option",
     "PluginContractError",
     "Representation",
     "Split",
@@ -53,5 +59,7 @@ __all__ = [
     "hookimpl",
     "importance_weighted_bound",
     "iwae_likelihood",
+    "load_dataset",
     "log_mean_exp",
+    "split_inputs",
 ]

@@ -37,12 +37,35 @@ def main() -> None:
         warnings.showwarning = _one_line_warning
 
 
+def _chosen(plugins: Any, name: str | None) -> tuple[list[Any], list[Any]]:
+    """The loaded plugins and load failures that ``evalgen plugins [NAME]`` lists."""
+    if name is None:
+        return list(plugins.loaded), list(plugins.failures)
+    loaded = [p for p in plugins.loaded if name in (p.name, p.family.name if p.family else None)]
+    failures = [f for f in plugins.failures if f.name == name]
+    if not loaded and not failures:
+        from evalgen.errors import unknown_name
+
+        known = {p.name for p in plugins.loaded} | {p.family.name for p in plugins.loaded if p.family}
+        raise unknown_name("plugin", name, known | {f.name for f in plugins.failures})
+    return loaded, failures
+
+
 @main.command("plugins")
+@click.argument("name", required=False)
+@click.option("--options", "show_options", is_flag=True,
+              help="Also list each model's options (-o key=value): type, default, allowed values, help.")
 @user_errors
-def plugins_command() -> None:
-    """List installed plugins, their model families and any that failed to load."""
+def plugins_command(name: str | None, show_options: bool) -> None:
+    """List installed plugins, their model families and any that failed to load; NAME: one
+    plugin, with its models' options."""
+    from evalgen.options import declared_options, format_options
+    from evalgen.terminal import output_width
+
     plugins = _plugins()
-    for loaded in plugins.loaded:
+    loaded_plugins, failures = _chosen(plugins, name)
+    show_options = show_options or name is not None
+    for loaded in loaded_plugins:
         version = f" ({loaded.version})" if loaded.version else ""
         if loaded.family is None:
             click.echo(f"{loaded.name}{version}: not a family (wraps or registers)")
@@ -54,7 +77,10 @@ def plugins_command() -> None:
             if spec.likelihood.sample_count is not None:
                 label = f"{label[:-1]}, {spec.likelihood.sample_count} set by the budget)"
             click.echo(f"  {spec.name:<14} likelihood: {label:<28} data: {kinds}")
-    for failure in plugins.failures:
+            if show_options:
+                for line in format_options(declared_options(loaded.family, spec), output_width() or 100):
+                    click.echo(line)
+    for failure in failures:
         click.echo(f"{failure.name}: FAILED TO LOAD: {failure.error}")
 
 
@@ -106,10 +132,12 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
     from evalgen.datasets.files import load_context_from_env
     from evalgen.harness.runner import RunContext, resolve_device, run_sweep
     from evalgen.planning import default_dataset, plan_specs
+    from evalgen.table_columns import metric_columns
     from evalgen.tables import write_tables
     from evalgen.terminal import output_width
 
     plugins = _plugins()
+    columns = metric_columns(plugins.metrics)  # before training: two metrics may not claim one column
     if dataset is None:
         dataset = default_dataset(plugins, plugin_name)
         if plugins.family(plugin_name).default_dataset is not None:
@@ -120,7 +148,7 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
                      load_context=load_context_from_env(data_dir), rerun=rerun)
     result = run_sweep(specs, ctx, report=lambda line: click.echo(line, err=True))
     if result.records:
-        text, paths = write_tables(result.records, out_dir, width=output_width())
+        text, paths = write_tables(result.records, out_dir, columns, width=output_width())
         click.echo(text)
         click.echo(f"\ntables: {', '.join(str(p) for p in paths)}", err=True)
     if result.failures:

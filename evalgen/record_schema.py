@@ -1,4 +1,4 @@
-"""The JSON Schema of run records, version 1 (``evalgen.run-record/1``), and validation against it.
+"""The JSON Schema of run records (``evalgen.run-record/2``; version 1 still reads), and validation.
 
 It pins down what readers of records (tables, leaderboards) rely on; metric sections may carry
 more fields than listed, and a metric that did not apply is ``{"skipped": "<why>"}``. A change
@@ -7,6 +7,11 @@ that removes a field or changes its meaning needs a new schema version (`SCHEMA_
 Names that reach file names (plugin, model, dataset, budget) must match the registries'
 `NAME_PATTERN`; plugin options are scalars; AUROCs lie in [0, 1], counts and seconds are not
 negative. NaN and infinities cannot occur: `evalgen.storage.read_json` refuses them.
+
+Version 2 added ``model.likelihood_kind`` (what tables read, instead of parsing the label) and
+``model.options`` (every plugin option the model was built with, defaults included). A record of
+version 1 is validated against version 1 and upgraded on reading (`evalgen.records.upgrade`).
+The sections and their fields are those of `evalgen.record_types` (tested).
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ import jsonschema
 
 from evalgen.errors import EvalgenError
 from evalgen.registry import NAME_MAX_LENGTH, NAME_PATTERN
+from evalgen.types import LikelihoodKind
 
-__all__ = ["RUN_RECORD_1", "SCHEMA", "SCHEMA_NAME", "SCHEMA_VERSION", "validate_record"]
+__all__ = ["RUN_RECORD_1", "RUN_RECORD_2", "SCHEMA", "SCHEMA_1", "SCHEMA_NAME", "SCHEMA_VERSION", "run_record_schema",
+           "validate_record"]
 
 SCHEMA_NAME = "evalgen.run-record"
 #: Bumped whenever a field changes meaning or a reader could no longer find what it needs.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
+#: The first version, which `evalgen.records` still reads (and upgrades).
+SCHEMA_1 = f"{SCHEMA_NAME}/1"
 
 _STRING = {"type": "string"}
 _NAME = {"type": "string", "minLength": 1}
@@ -62,67 +71,93 @@ _HISTORY_ROW = {  # [step, wall-clock seconds, train loss, validation NLL in nat
     "prefixItems": [_COUNT, _SECONDS, _optional(_NUMBER), _optional(_NUMBER)],
 }
 
-RUN_RECORD_1: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": SCHEMA,
-    **_object({
-        "schema": {"const": SCHEMA},
-        "key": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
-        "status": {"enum": ["ok", "diverged"]},
-        "spec": _object({
-            "plugin": _SAFE_NAME, "model": _SAFE_NAME, "dataset": _SAFE_NAME, "budget": _SAFE_NAME, "seed": _COUNT,
-            "config": {"type": "object", "additionalProperties": _OPTION_VALUE},
-            "importance_samples": _optional({"type": "integer", "minimum": 1}),
-        }),
-        "model": _object({
-            "likelihood": _NAME, "parameters": _COUNT, "summary": _STRING, "family_summary": _STRING,
-            "reference": _STRING, "representation": _STRING, "plugin_version": _optional(_STRING),
-            "importance_samples": _optional(_object({"test": _COUNT, "validation": _COUNT})),
-        }),
-        "dataset": _object({
-            "name": _SAFE_NAME, "kind": _NAME, "shape": {"type": "array", "items": _COUNT, "minItems": 1},
-            "levels": _optional(_COUNT), "checksum": _optional(_STRING), "source": _STRING,
-            "sizes": {"type": "array", "items": _COUNT, "minItems": 3, "maxItems": 3},
-        }),
-        "training": _object({
-            "budget": _BUDGET, "seconds": _SECONDS, "steps": _COUNT, "examples": _COUNT,
-            "stopped_by": _optional(_STRING), "best_step": _optional(_COUNT),
-            "best_valid_nll_nats": _optional(_NUMBER), "diverged_at_step": _optional(_COUNT),
-            "divergence": _optional(_STRING), "history": {"type": "array", "items": _HISTORY_ROW},
-            "losses": {"type": "object", "additionalProperties": {"type": "array", "items": _optional(_NUMBER)}},
-        }),
-        "metrics": _object({
-            "sampling": _object({"num_samples": _COUNT, "seconds": _SECONDS,
-                                 "samples_per_second": _optional(_SECONDS)}),
-            "test_nll": _metric({"nats": _NUMBER, "bits_per_dim": _optional(_NUMBER), "kind": _STRING,
-                                 "elbo": _optional(_object({"nats": _NUMBER}, required=[]))}),
-            "sample_quality": _metric({"extractor": _STRING, "fid": _optional(_NUMBER),
-                                       "inception_score_mean": _optional(_NUMBER),
-                                       "kid_mean": _optional(_NUMBER)}),
-            "outliers": _metric({"headline": _STRING, "score": _STRING, "in_distribution": _STRING,
-                                 "sets": {"type": "object",
-                                          "additionalProperties": _object({"auroc": _FRACTION}, required=[])}}),
-        }, required=[]),
-        "samples_grid": _optional({"type": "string", "pattern": r"^samples/[A-Za-z0-9._-]+\.png$"}),
-        "provenance": _object({
-            "evalgen_version": _NAME, "git_commit": _optional(_STRING), "torch_version": _STRING,
-            "cuda_version": _optional(_STRING), "python_version": _STRING, "platform": _STRING,
-            "device": _STRING, "device_name": _STRING, "created_at": _STRING,
-        }),
-    }),
-}
+_SCALAR_OR_NULL = {"type": ["string", "number", "boolean", "null"]}
 
-_VALIDATOR = jsonschema.Draft202012Validator(RUN_RECORD_1)
+
+def _model_section(version: int) -> dict[str, Any]:
+    properties = {
+        "likelihood": _NAME, "parameters": _COUNT, "summary": _STRING, "family_summary": _STRING,
+        "reference": _STRING, "representation": _STRING, "plugin_version": _optional(_STRING),
+        "importance_samples": _optional(_object({"test": _COUNT, "validation": _COUNT})),
+    }
+    if version >= 2:
+        properties["likelihood_kind"] = {"enum": [kind.value for kind in LikelihoodKind]}
+        properties["options"] = _optional({"type": "object", "additionalProperties": _SCALAR_OR_NULL})
+    return _object(properties)
+
+
+def _metrics_section(version: int) -> dict[str, Any]:
+    properties = {
+        "sampling": _object({"num_samples": _COUNT, "seconds": _SECONDS,
+                             "samples_per_second": _optional(_SECONDS)}),
+        "test_nll": _metric({"nats": _NUMBER, "bits_per_dim": _optional(_NUMBER), "kind": _STRING,
+                             "elbo": _optional(_object({"nats": _NUMBER}, required=[]))}),
+        "sample_quality": _metric({"extractor": _STRING, "fid": _optional(_NUMBER),
+                                   "inception_score_mean": _optional(_NUMBER),
+                                   "kid_mean": _optional(_NUMBER)}),
+        "outliers": _metric({"headline": _STRING, "score": _STRING, "in_distribution": _STRING,
+                             "sets": {"type": "object",
+                                      "additionalProperties": _object({"auroc": _FRACTION}, required=[])}}),
+    }
+    if version >= 2:
+        properties["mode_coverage"] = _metric({"modes_covered": _COUNT, "num_modes": _COUNT,
+                                               "high_quality": _optional(_FRACTION), "mode_kl": _optional(_NUMBER)})
+    return _object(properties, required=[])
+
+
+def run_record_schema(version: int) -> dict[str, Any]:
+    """The JSON Schema of run records of this version (1 or 2)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"{SCHEMA_NAME}/{version}",
+        **_object({
+            "schema": {"const": f"{SCHEMA_NAME}/{version}"},
+            "key": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
+            "status": {"enum": ["ok", "diverged"]},
+            "spec": _object({
+                "plugin": _SAFE_NAME, "model": _SAFE_NAME, "dataset": _SAFE_NAME, "budget": _SAFE_NAME,
+                "seed": _COUNT, "config": {"type": "object", "additionalProperties": _OPTION_VALUE},
+                "importance_samples": _optional({"type": "integer", "minimum": 1}),
+            }),
+            "model": _model_section(version),
+            "dataset": _object({
+                "name": _SAFE_NAME, "kind": _NAME, "shape": {"type": "array", "items": _COUNT, "minItems": 1},
+                "levels": _optional(_COUNT), "checksum": _optional(_STRING), "source": _STRING,
+                "sizes": {"type": "array", "items": _COUNT, "minItems": 3, "maxItems": 3},
+            }),
+            "training": _object({
+                "budget": _BUDGET, "seconds": _SECONDS, "steps": _COUNT, "examples": _COUNT,
+                "stopped_by": _optional(_STRING), "best_step": _optional(_COUNT),
+                "best_valid_nll_nats": _optional(_NUMBER), "diverged_at_step": _optional(_COUNT),
+                "divergence": _optional(_STRING), "history": {"type": "array", "items": _HISTORY_ROW},
+                "losses": {"type": "object",
+                           "additionalProperties": {"type": "array", "items": _optional(_NUMBER)}},
+            }),
+            "metrics": _metrics_section(version),
+            "samples_grid": _optional({"type": "string", "pattern": r"^samples/[A-Za-z0-9._-]+\.png$"}),
+            "provenance": _object({
+                "evalgen_version": _NAME, "git_commit": _optional(_STRING), "torch_version": _STRING,
+                "cuda_version": _optional(_STRING), "python_version": _STRING, "platform": _STRING,
+                "device": _STRING, "device_name": _STRING, "created_at": _STRING,
+            }),
+        }),
+    }
+
+
+RUN_RECORD_1 = run_record_schema(1)
+RUN_RECORD_2 = run_record_schema(2)
+_VALIDATORS = {schema["title"]: jsonschema.Draft202012Validator(schema) for schema in (RUN_RECORD_1, RUN_RECORD_2)}
 _LONGEST_MESSAGE = 160
 
 
-def validate_record(record: Any, path: Path) -> None:
-    """Raise a one-line EvalgenError naming the file and the first offending field, if any."""
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(record))
+def validate_record(record: Any, path: Path, schema: str = SCHEMA) -> None:
+    """Raise a one-line EvalgenError naming the file and the first offending field, if any,
+    validating against ``schema`` (the current one, or `SCHEMA_1`)."""
+    error = jsonschema.exceptions.best_match(_VALIDATORS[schema].iter_errors(record))
     if error is None:
         return
     where = "/".join(str(part) for part in error.absolute_path) or "the top level"
     message = " ".join(error.message.split())
     if len(message) > _LONGEST_MESSAGE:
         message = message[:_LONGEST_MESSAGE] + "..."
-    raise EvalgenError(f"{path} is not a valid {SCHEMA} record: at {where}: {message}")
+    raise EvalgenError(f"{path} is not a valid {schema} record: at {where}: {message}")

@@ -4,7 +4,8 @@ A record read from disk is untrusted (it may come from another machine, be trunc
 crafted): `read_record` parses it strictly (`evalgen.storage.read_json`: no NaN or Infinity),
 validates it against the schema (`evalgen.record_schema`) and checks that it is what its file
 name says it is (`check_identity`), so that a record is only ever reused or published as the run
-it really is.
+it really is. It returns the typed record (`evalgen.record_types.RunRecord`); a record of schema 1
+is upgraded on reading (`upgrade`), so records written by earlier versions still load.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from evalgen.errors import EvalgenError
-from evalgen.record_schema import SCHEMA, SCHEMA_NAME, SCHEMA_VERSION, validate_record
+from evalgen.record_schema import SCHEMA, SCHEMA_1, SCHEMA_NAME, SCHEMA_VERSION, validate_record
+from evalgen.record_types import RunRecord
 from evalgen.runspec import RunSpec
 from evalgen.storage import atomic_write_bytes, check_real_folder, read_json
+from evalgen.types import LikelihoodKind
 
 __all__ = ["RECORDS_DIR", "SCHEMA", "SCHEMA_NAME", "SCHEMA_VERSION", "atomic_write_bytes", "check_identity",
-           "ensure_writable", "find_record", "read_record", "record_path", "write_record"]
+           "ensure_writable", "find_record", "read_record", "record_path", "upgrade", "write_record"]
 
 RECORDS_DIR = "records"
 #: Relative tolerance of the bits/dim a record states against the one its nats give.
@@ -32,15 +35,17 @@ def record_path(out_dir: Path, key: str) -> Path:
     return out_dir / RECORDS_DIR / f"{key}.json"
 
 
-def write_record(out_dir: Path, record: dict[str, Any]) -> Path:
-    path = record_path(out_dir, record["key"])
-    payload = json.dumps(record, indent=2, sort_keys=True, allow_nan=False).encode() + b"\n"
+def write_record(out_dir: Path, record: RunRecord) -> Path:
+    path = record_path(out_dir, record.key)
+    payload = json.dumps(record.to_dict(), indent=2, sort_keys=True, allow_nan=False).encode() + b"\n"
     atomic_write_bytes(path, payload)
     return path
 
 
 def _check_schema_name(record: Any, path: Path) -> None:
     schema = record.get("schema") if isinstance(record, dict) else None
+    if schema == SCHEMA_1:
+        return
     if isinstance(schema, str) and schema.startswith(f"{SCHEMA_NAME}/") and schema != SCHEMA:
         raise EvalgenError(f"{path} is a run record of schema {schema}, which this evalgen cannot read "
                            f"(it reads {SCHEMA}); use the evalgen version that wrote it")
@@ -78,18 +83,43 @@ def check_identity(record: dict[str, Any], path: Path) -> None:
     _check_bits_per_dim(record, path)
 
 
-def read_record(path: Path) -> dict[str, Any]:
+def likelihood_kind_of_label(label: str) -> LikelihoodKind:
+    """The kind a schema-1 ``model.likelihood`` label names: those labels were written by
+    `evalgen.types.Likelihood.label`, ``"<kind>"`` or ``"<kind> (<estimator>)"``."""
+    head = label.split(" (", 1)[0]
+    try:
+        return LikelihoodKind(head)
+    except ValueError:
+        raise EvalgenError(f"likelihood '{label}' names no likelihood kind") from None
+
+
+def upgrade(record: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A record of schema 1 as schema 2: its likelihood kind read from its label (the one place
+    that still parses a label), and its options unknown (schema 1 did not keep the defaults)."""
+    model = dict(record["model"])
+    try:
+        model["likelihood_kind"] = likelihood_kind_of_label(model["likelihood"]).value
+    except EvalgenError as exc:
+        raise EvalgenError(f"{path}: {exc}; the record was edited or is corrupt") from None
+    model["options"] = None
+    return {**record, "schema": SCHEMA, "model": model}
+
+
+def read_record(path: Path) -> RunRecord:
     """A record read strictly and validated; anything wrong is one EvalgenError naming ``path``."""
     if path.is_symlink():  # a link could make a record of any file, and an error message quote it
         raise EvalgenError(f"{path} is a symbolic link; evalgen reads only real record files: copy the file there")
     record = read_json(path, "run record")
     _check_schema_name(record, path)
+    if record["schema"] == SCHEMA_1:
+        validate_record(record, path, SCHEMA_1)
+        record = upgrade(record, path)
     validate_record(record, path)
     check_identity(record, path)
-    return record
+    return RunRecord.from_dict(record)
 
 
-def find_record(out_dir: Path, key: str) -> dict[str, Any] | None:
+def find_record(out_dir: Path, key: str) -> RunRecord | None:
     path = record_path(out_dir, key)
     return read_record(path) if path.exists() or path.is_symlink() else None
 

@@ -22,8 +22,19 @@ MIN_WIDTH = 40
 
 #: Column headers (or their start) in the order they are dropped when the table is too wide:
 #: what is said elsewhere or matters least goes first; the model and its NLL never go.
+#: `OTHER_COLUMNS` stands for the columns of metrics not named here (a plugin's).
+OTHER_COLUMNS = "<other metrics>"
 DROP_ORDER = ("likelihood", "dataset", "budget", "steps", "KID", "HQ %", "mode KL", "-ELBO", "params",
-              "diverged", "seeds", "train s", "IS", "modes", "test NLL (nats)", "AUROC", "FID")
+              OTHER_COLUMNS, "diverged", "seeds", "train s", "IS", "modes", "test NLL (nats)", "AUROC", "FID")
+#: Never dropped.
+KEPT = ("model", "test NLL (bits/dim)")
+
+
+def _dropped_by(prefix: str, columns: list[str]) -> list[str]:
+    if prefix != OTHER_COLUMNS:
+        return [c for c in columns if c.startswith(prefix)]
+    named = [p for p in (*DROP_ORDER, *KEPT) if p != OTHER_COLUMNS]
+    return [c for c in columns if not any(c.startswith(p) for p in named)]
 
 
 def output_width() -> int | None:
@@ -71,7 +82,7 @@ def fit_to_width(shown: pd.DataFrame, width: int | None) -> str:
     kept, labels = _short_headers(shown)
     dropped: list[str] = []
     for prefix in ("", *DROP_ORDER):
-        for column in [c for c in kept.columns if prefix and c.startswith(prefix)]:
+        for column in (_dropped_by(prefix, list(kept.columns)) if prefix else []):
             kept = kept.drop(columns=column)
             dropped.append(column)
         text = kept.to_string(index=False)

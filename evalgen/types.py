@@ -64,6 +64,68 @@ class Likelihood:
         return Likelihood(self.kind, f"{self.estimator}, {self.sample_count}={int(num_samples)}")
 
 
+#: The value types a plugin option can have.
+OPTION_TYPES: tuple[type, ...] = (int, float, bool, str)
+
+
+def _option_value_ok(value: Any, kind: type) -> bool:
+    """``value`` is a value of an option of type ``kind`` (an int is a float; a bool is neither)."""
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One plugin option a model takes (``evalgen run -o name=value``), as the plugin declares it.
+
+    Attributes:
+        name: the key after ``-o``, e.g. ``"lr"``.
+        type: ``int``, ``float``, ``bool`` or ``str``; a given value is checked and converted
+            (an int option takes 64, a float option 1e-3 or 2, a bool option true/false).
+        default: the value a run without ``-o name=...`` uses; None means the model decides (e.g.
+            from the data's size), and ``help`` then says how.
+        help: one line for ``evalgen plugins --options``.
+        minimum, maximum: the allowed range (inclusive) of an int or float option, or None.
+        choices: the allowed values, or None for any value of the type.
+    """
+
+    name: str
+    type: type
+    default: int | float | bool | str | None
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[int | float | bool | str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        where = f"Option {self.name!r}"
+        if not self.name or any(c.isspace() or c in "=:," for c in self.name):
+            raise ValueError(f"{where}: the name must be non-empty, without spaces, '=', ':' or ','")
+        if self.type not in OPTION_TYPES:
+            raise TypeError(f"{where}: type must be int, float, bool or str, got {self.type!r}")
+        if "\n" in self.help or not self.help.strip():
+            raise ValueError(f"{where}: help must be one non-empty line")
+        if (self.minimum is not None or self.maximum is not None) and self.type not in (int, float):
+            raise TypeError(f"{where}: minimum and maximum are for int and float options")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
+            if not self.choices or not all(_option_value_ok(c, self.type) for c in self.choices):
+                raise TypeError(f"{where}: choices must be a non-empty tuple of {self.type.__name__} values")
+        if self.default is None:
+            return
+        if not _option_value_ok(self.default, self.type):
+            raise TypeError(f"{where}: default {self.default!r} is not a {self.type.__name__}")
+        if self.type is float:
+            object.__setattr__(self, "default", float(self.default))
+        if ((self.minimum is not None and self.default < self.minimum)
+                or (self.maximum is not None and self.default > self.maximum)
+                or (self.choices is not None and self.default not in self.choices)):
+            raise ValueError(f"{where}: default {self.default!r} is outside its own range or choices")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One model variant of a family, as the family declares it.
@@ -86,6 +148,9 @@ class ModelSpec:
         validation_nll: whether the harness computes a validation NLL every ``eval_every`` steps
             to keep the best checkpoint. False for likelihoods too costly to estimate that often
             (an AIS estimate of log Z): the parameters at the end of training are evaluated.
+        options: the options (``-o``) the variant takes besides its family's `FamilyInfo.options`
+            (one of the same name replaces the family's, e.g. with another default). None, with no
+            family options either, means undeclared: ``-o`` values then reach the hooks unchecked.
     """
 
     name: str
@@ -98,6 +163,20 @@ class ModelSpec:
     needs_labels: bool = False
     max_dims: int | None = None
     validation_nll: bool = True
+    options: tuple[Option, ...] | None = None
+
+    def unfit_reason(self, kind: DataKind, num_dims: int | None, labelled: bool | None) -> str | None:
+        """Why the variant cannot be trained on data of this kind, size (None: not known yet)
+        and labelling (None: not known yet), or None when it can: the one rule that planning,
+        the harness and the conformance kit apply."""
+        if kind not in self.data_kinds:
+            kinds = ", ".join(sorted(k.value for k in self.data_kinds))
+            return f"it supports {kinds} data, not {kind.value}"
+        if self.max_dims is not None and num_dims is not None and num_dims > self.max_dims:
+            return f"it handles at most {self.max_dims} dimensions, not {num_dims}"
+        if self.needs_labels and labelled is False:
+            return "it trains on class labels, and the dataset has none"
+        return None
 
     def representation_for(self, kind: DataKind) -> Representation:
         if kind is DataKind.CONTINUOUS:
@@ -117,6 +196,12 @@ class FamilyInfo:
         default_dataset: the dataset ``evalgen run --plugin <family>`` uses when ``--dataset`` is
             not given (a registered dataset name, e.g. ``"binarized-digits"`` for a family of
             binary-only models); None = ``digits``.
+        options: the options every model of the family takes (see `ModelSpec.options`).
+        known_failures: conformance checks the family is known to fail, as scikit-learn's
+            ``_xfail_checks``: check name (``"normalization"``, every model),
+            ``"model:check"`` or ``"model:data:check"`` -> the reason (see
+            `evalgen.testing.CHECK_NAMES`). `evalgen.testing` reports them as expected
+            failures, and fails once one of them passes (remove the declaration then).
     """
 
     name: str
@@ -124,6 +209,8 @@ class FamilyInfo:
     models: tuple[ModelSpec, ...]
     version: str = ""
     default_dataset: str | None = None
+    options: tuple[Option, ...] = ()
+    known_failures: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def model(self, name: str) -> ModelSpec:
         from evalgen.errors import unknown_name

@@ -58,6 +58,6 @@ def test_trained_categorical_reaches_the_closed_form_maximum_likelihood(tmp_path
     log_p = np.log(counts / counts.sum(1, keepdims=True))
     closed_form = -log_p[np.arange(64), test].sum(1).mean()
     # SGD with early stopping lands near, not on, the smoothed MLE
-    assert abs(record["metrics"]["test_nll"]["nats"] - closed_form) < 0.02 * closed_form
-    assert record["metrics"]["test_nll"]["bits_per_dim"] == pytest.approx(
-        record["metrics"]["test_nll"]["nats"] / (64 * math.log(2)), abs=1e-9)
+    assert abs(record.metrics["test_nll"]["nats"] - closed_form) < 0.02 * closed_form
+    assert record.metrics["test_nll"]["bits_per_dim"] == pytest.approx(
+        record.metrics["test_nll"]["nats"] / (64 * math.log(2)), abs=1e-9)

@@ -2,7 +2,7 @@
 
 Family-hook examples are drop-ins for the complete example plugin (``my_family.py``): each is
 installed as that module with the example appended, through a real entry point, and exercised
-through the harness's checked hook calls (`BoundModel`) or the CLI. Registration-hook examples are
+through the harness's checked hook calls (`CheckedHooks`) or the CLI. Registration-hook examples are
 plugins on their own and are exercised through the CLI.
 """
 
@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from evalgen import hookspecs
 from evalgen.cli import main
 from evalgen.datasets.base import LoadContext
-from evalgen.harness.contract import BoundModel
+from evalgen.harness.contract import CheckedHooks
 from evalgen.plugins import Plugins, load_plugins
 from evalgen.types import Batch, DataKind, DatasetInfo, Representation, TrainState
 
@@ -134,16 +134,16 @@ def test_the_documented_example_plugin_runs(tmp_path, install_plugin):
     assert "myfamily:independent" in result.output
 
 
-def _family_with(hook: str, install_plugin) -> tuple[Plugins, BoundModel]:
+def _family_with(hook: str, install_plugin) -> tuple[Plugins, CheckedHooks]:
     """Install my_family.py with ``hook``'s example appended; its model bound with contract checks."""
     install_plugin("myfamily", f"doc_{hook}", module_source=complete_example() + "\n\n" + example(hook))
     plugins = load_plugins()
     assert not [f for f in plugins.failures if f.name == "myfamily"], plugins.failures
     family = plugins.family("myfamily")
-    return plugins, BoundModel(plugins.hooks("myfamily"), family.models[0])
+    return plugins, CheckedHooks(plugins.hooks("myfamily"), family.models[0])
 
 
-def _built(bound: BoundModel, info: DatasetInfo = TINY) -> torch.nn.Module:
+def _built(bound: CheckedHooks, info: DatasetInfo = TINY) -> torch.nn.Module:
     torch.manual_seed(0)
     return bound.build(info, {})
 
@@ -155,7 +155,7 @@ def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _state(bound: BoundModel, model: torch.nn.Module, step: int = 0) -> TrainState:
+def _state(bound: CheckedHooks, model: torch.nn.Module, step: int = 0) -> TrainState:
     return TrainState(step=step, optimizers=bound.optimizers(model, {}), generator=torch.Generator().manual_seed(0),
                       device=torch.device("cpu"), dataset=TINY)
 
@@ -191,6 +191,22 @@ def exercise_register_metrics(install_plugin, tmp_path: Path) -> None:
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
     gaps = [r["metrics"]["mean-gap"]["max_mean_gap"] for r in records if "metrics" in r]
     assert len(gaps) == 1 and 0 <= gaps[0] < 0.2, records
+    _metric_column_is_everywhere(tmp_path, f"{gaps[0]:.3f}")
+
+
+def _metric_column_is_everywhere(tmp_path: Path, cell: str) -> None:
+    """The plugin's metric is a column, with its direction (lower is better), in table.md and in
+    every leaderboard format."""
+    header = "max_mean_gap ↓"
+    table = (tmp_path / "runs" / "table.md").read_text()
+    assert header in table and cell in table
+    _invoke("leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "board"))
+    board = tmp_path / "board"
+    assert header in (board / "leaderboard.md").read_text() and cell in (board / "leaderboard.md").read_text()
+    csv_header = (board / "leaderboard.csv").read_text().splitlines()[0].split(",")
+    assert {"mean_gap_max_mean_gap_mean", "mean_gap_max_mean_gap_rank"} <= set(csv_header)
+    assert re.search(r"max\\_mean\\_gap \$\\downarrow\$", (board / "leaderboard.tex").read_text())
+    assert re.search(r'data-better="lower">max_mean_gap ↓</th>', (board / "index.html").read_text())
 
 
 def exercise_family(install_plugin, tmp_path: Path) -> None:
@@ -231,7 +247,7 @@ def exercise_sample(install_plugin, tmp_path: Path) -> None:
     _, bound = _family_with("evalgen_sample", install_plugin)
     model = _perturbed(_built(bound))
     draw = [bound.sample(model, 50, torch.Generator().manual_seed(3), TINY) for _ in range(2)]
-    assert torch.equal(draw[0], draw[1])  # the contract (shape, dtype, levels) is checked by BoundModel
+    assert torch.equal(draw[0], draw[1])  # the contract (shape, dtype, levels) is checked by CheckedHooks
 
 
 def exercise_log_prob(install_plugin, tmp_path: Path) -> None:
@@ -321,3 +337,36 @@ def test_the_documented_family_passes_the_conformance_example(install_plugin):
             namespace["test_conformance"](check)
         except pytest.skip.Exception:
             pass
+
+
+def test_the_density_example_conforms_and_its_test_nll_is_reproduced_from_the_docs(install_plugin, tmp_path):
+    """The flow of "A density model": every conformance check passes (log_prob finite at the edges
+    of [0, 1)^D, normalized on it), and the docs' own scoring code, from the checkpoint,
+    `evalgen.load_dataset` and `evalgen.split_inputs`, gives the test NLL of the run's record."""
+    from evalgen.testing import check_plugin
+
+    plugin, scoring = python_blocks(sections()["A density model: a flow on dequantized data"])
+    install_plugin("myflow", "my_flow", module_source=plugin)
+    report = check_plugin("myflow")
+    assert report.ok, "\n" + str(report)
+    passed = {(r.data, r.check) for r in report.results if r.status == "passed"}
+    assert {(kind, check) for kind in ("binary", "discrete") for check in ("log_prob", "normalization")} <= passed
+    install_plugin("unitbudget", "toy_plugins:unit_budget")
+    runs = tmp_path / "runs"
+    _invoke("run", "--plugin", "myflow", "--dataset", "digits", "--budget", "unit", "--no-baseline", "--out", str(runs))
+    (record,) = [json.loads(p.read_text()) for p in (runs / "records").glob("*.json")]
+    namespace: dict = {}
+    source = scoring.replace('"runs/', f'"{runs}/').replace("--quick--", "--unit--")
+    exec(compile(source, "docs/plugins.md (scoring a density)", "exec"), namespace)
+    assert float(namespace["nll"].mean()) == pytest.approx(record["metrics"]["test_nll"]["nats"], rel=1e-7)
+
+
+def test_the_known_failures_example_declares_checks_the_kit_knows(install_plugin):
+    from evalgen.testing import plugin_checks
+
+    block = next(b for b in python_blocks(sections()["Testing your plugin: the conformance kit"])
+                 if "known_failures" in b)
+    install_plugin("myfamily", "doc_known_failures", module_source=complete_example() + "\n\n" + block)
+    declared = [check for check in plugin_checks("myfamily") if check.known]
+    assert {str(c) for c in declared} == {f"myfamily:independent:{kind}:one_step" for kind in ("binary", "discrete")}
+    assert all("issue 12" in c.known for c in declared)

@@ -13,6 +13,7 @@ from evalgen.datasets.base import LoadContext
 from evalgen.harness.checkpoints import checkpoint_path, read_checkpoint
 from evalgen.harness.runner import RunContext, run_sweep
 from evalgen.harness.spec import RunSpec
+from evalgen.options import resolved_options
 from evalgen.plugins import load_plugins
 from evalgen_ebm import hooks
 
@@ -45,13 +46,13 @@ def test_ais_on_tiny_digits_agrees_with_the_exact_partition_function(tmp_path):
     result = run_sweep(specs, ctx, report=lambda line: None)
     assert not result.failures
     rbm, fvbm = result.records
-    assert fvbm["metrics"]["test_nll"]["kind"] == "exact"
-    assert "skipped" in rbm["metrics"]["sample_quality"]  # no classifier for 4x4 images
-    details = rbm["metrics"]["test_nll"]["details"]
+    assert fvbm.metrics["test_nll"]["kind"] == "exact"
+    assert "skipped" in rbm.metrics["sample_quality"]  # no classifier for 4x4 images
+    details = rbm.metrics["test_nll"]["details"]
     assert set(details["runs"]) == {"base rate", "uniform"} and "warning" not in details
-    blob = read_checkpoint(checkpoint_path(tmp_path, rbm["key"]))
+    blob = read_checkpoint(checkpoint_path(tmp_path, rbm.key))
     model = hooks.evalgen_build_model(model_name="rbm-pcd", dataset=ctx.dataset("tiny-binarized-digits").info(),
-                                      config={"ais_steps": 2000})
+                                      config=resolved_options(hooks.evalgen_family(), "rbm-pcd", {"ais_steps": 2000}))
     model.load_state_dict(blob["state_dict"])
     exact = model.net.exact_log_z()
     assert details["log_z"] == pytest.approx(exact, abs=0.05)
@@ -61,4 +62,4 @@ def test_a_model_that_cannot_enumerate_the_data_is_refused_up_front_when_named(t
     result = CliRunner().invoke(main, ["run", "--plugin", "ebm", "--model", "fvbm", "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert result.output.strip().splitlines()[-1] == (
-        "Error: ebm:fvbm handles at most 20 dimensions; dataset 'binarized-digits' has 64")
+        "Error: ebm:fvbm cannot be trained on dataset 'binarized-digits': it handles at most 20 dimensions, not 64")

@@ -51,4 +51,4 @@ def test_vae_on_mnist_and_binarized_mnist(tmp_path, data_copy, dataset):
     assert row["likelihood"] == "lower bound (IWAE, K=10)"
     for column in ("bits_per_dim_mean", "inception_score_mean", "fid_mean", "auroc_mean"):
         assert pd.notna(row[column]), column
-    assert row["extractor"] == "mnist-classifier"
+    assert row["fid_label"] == row["inception_score_label"] == "mnist-classifier"

@@ -12,9 +12,17 @@ import torch
 
 import evalgen_flows as flows
 from evalgen import Batch, DataKind, DatasetInfo, LikelihoodKind, Representation, TrainState
+from evalgen.options import declared_options, resolved_options
 from evalgen_flows.planar import PlanarStack, reparameterize_u, solve_planar_inverse
 
 MODELS = ["planar", "realnvp", "maf"]
+FAMILY = flows.evalgen_family()
+
+
+def options(name: str, given: dict | None = None) -> dict:
+    """What a run hands the hooks of ``name`` for ``given`` (the keys it takes), defaults filled in."""
+    takes = {o.name for o in declared_options(FAMILY, FAMILY.model(name))}
+    return resolved_options(FAMILY, name, {k: v for k, v in (given or {}).items() if k in takes})
 
 
 def toy_info() -> DatasetInfo:
@@ -35,7 +43,7 @@ def eight_gaussians(n: int, gen: torch.Generator, radius: float = 2.5, std: floa
 
 
 def make_state(model, info, config=None) -> TrainState:
-    config = config or {}
+    config = options(model.flow_name, config)
     return TrainState(step=0, optimizers=flows.evalgen_configure_optimizers(model, config),
                       generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
                       dataset=info, config=config)
@@ -60,7 +68,7 @@ def trained_2d(request):
     if name not in _TRAINED:
         torch.manual_seed(0)
         info = toy_info()
-        model = flows.evalgen_build_model(name, info, {})
+        model = flows.evalgen_build_model(name, info, options(name))
         state = make_state(model, info, {"lr": 3e-3})
         gen = torch.Generator().manual_seed(1)
         model.train()
@@ -137,7 +145,7 @@ def test_log_prob_matches_autograd_jacobian_2d(trained_2d):
 def test_log_prob_matches_autograd_jacobian_image(name):
     torch.manual_seed(0)
     info = image_info()
-    model = perturb(flows.evalgen_build_model(name, info, {"layers": 4, "hidden": 32}))
+    model = perturb(flows.evalgen_build_model(name, info, options(name, {"layers": 4, "hidden": 32})))
     gen = torch.Generator().manual_seed(4)
     x = ((torch.randint(0, 17, (3, 1, 4, 4), generator=gen) + torch.rand(3, 1, 4, 4, generator=gen)) / 17)
     x[0, 0, 0, 0] = 0.0  # the closed end of the support is fine too
@@ -151,7 +159,8 @@ def test_log_prob_matches_autograd_jacobian_image(name):
 @pytest.mark.parametrize("info", [toy_info(), image_info()], ids=["2d", "image"])
 def test_inverse_round_trip(name, info):
     torch.manual_seed(0)
-    model = perturb(flows.evalgen_build_model(name, info, {"layers": 4, "hidden": 32}), 0.1).double().eval()
+    model = flows.evalgen_build_model(name, info, options(name, {"layers": 4, "hidden": 32}))
+    model = perturb(model, 0.1).double().eval()
     gen = torch.Generator().manual_seed(5)
     z = torch.randn(256, model.dim, generator=gen, dtype=torch.float64)
     if info.levels:
@@ -202,7 +211,7 @@ def test_sample_histogram_matches_density(trained_2d):
 @pytest.mark.parametrize("info", [toy_info(), image_info((1, 8, 8))], ids=["2d", "digits"])
 def test_sample_shape_dtype_range(name, info):
     torch.manual_seed(0)
-    model = flows.evalgen_build_model(name, info, {"layers": 3, "hidden": 32}).eval()
+    model = flows.evalgen_build_model(name, info, options(name, {"layers": 3, "hidden": 32})).eval()
     with torch.no_grad():
         x = flows.evalgen_sample(model, 50, torch.Generator().manual_seed(0))
         lp = flows.evalgen_log_prob(model, x.clamp(0, 1 - 1e-6) if info.levels else x)
@@ -215,7 +224,7 @@ def test_sample_shape_dtype_range(name, info):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_log_prob_rejects_wrong_shapes(name):
-    model = flows.evalgen_build_model(name, image_info(), {"layers": 2, "hidden": 16})
+    model = flows.evalgen_build_model(name, image_info(), options(name, {"layers": 2, "hidden": 16}))
     with pytest.raises(ValueError, match="shape"):
         model.log_prob(torch.rand(4, 16))
 
@@ -224,7 +233,7 @@ def test_log_prob_rejects_wrong_shapes(name):
 def test_train_step_reaches_every_parameter(name):
     torch.manual_seed(0)
     info = image_info()
-    model = flows.evalgen_build_model(name, info, {"layers": 2, "hidden": 16})
+    model = flows.evalgen_build_model(name, info, options(name, {"layers": 2, "hidden": 16}))
     state = make_state(model, info)
     x = torch.rand(64, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     for step in range(2):  # the first step moves the zero-initialised output layers off zero
@@ -240,12 +249,12 @@ def test_train_step_reaches_every_parameter(name):
 def test_state_dict_round_trip(name):
     info = image_info()
     torch.manual_seed(0)
-    model = perturb(flows.evalgen_build_model(name, info, {})).eval()
+    model = perturb(flows.evalgen_build_model(name, info, options(name))).eval()
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     buf.seek(0)
     torch.manual_seed(1)
-    fresh = flows.evalgen_build_model(name, info, {}).eval()
+    fresh = flows.evalgen_build_model(name, info, options(name)).eval()
     fresh.load_state_dict(torch.load(buf, weights_only=True))
     x = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -255,7 +264,7 @@ def test_state_dict_round_trip(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_same_seed_same_samples(name):
     torch.manual_seed(0)
-    model = perturb(flows.evalgen_build_model(name, toy_info(), {})).eval()
+    model = perturb(flows.evalgen_build_model(name, toy_info(), options(name))).eval()
     with torch.no_grad():
         a = flows.evalgen_sample(model, 64, torch.Generator().manual_seed(11))
         b = flows.evalgen_sample(model, 64, torch.Generator().manual_seed(11))

@@ -41,6 +41,7 @@ from evalgen.leaderboard.collect import Found
 from evalgen.leaderboard.escape import markdown_code, markdown_text
 from evalgen.leaderboard.plots import sample_grid_problem
 from evalgen.leaderboard.publish import MANIFEST, asset_path
+from evalgen.record_types import RunRecord
 from evalgen.tables import variant_label
 
 PWNED = "document.title='pwned'"
@@ -130,7 +131,7 @@ def corpus(runs, tmp_path_factory) -> Path:
 
 def expected_rows(root: Path) -> int:
     return len({(r["spec"]["dataset"], r["spec"]["budget"], r["spec"]["plugin"], r["spec"]["model"],
-                 variant_label(r["spec"])) for _, r in records(root)})
+                 variant_label(RunSpec(**r["spec"]))) for _, r in records(root)})
 
 
 def build(runs_dir: Path, out: Path, *options: str):
@@ -176,7 +177,7 @@ def hostile_names_board(corpus, tmp_path_factory) -> Path:
         spec["budget"] = f"{spec['budget']}{LATEX}\n"
         spec["config"] = {f"{key}{LINK}": value for key, value in spec["config"].items()}
         record["key"] = RunSpec(**spec).key
-        found.append(Found(path, record))
+        found.append(Found(path, RunRecord.from_dict(record)))
     out = tmp_path_factory.mktemp("hostile-names")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(build_module, "collect_records", lambda runs_dir, report: sorted(found, key=lambda f: f.path))
@@ -332,7 +333,7 @@ def test_csv_round_trips_the_hostile_text_and_neutralises_formulas(hostile_board
     assert any(f"tag={HOSTILE}" in value for value in frame["variant"])  # newlines and all
     assert any(f"tag={HOSTILE}" in shlex.split(value) for value in frame["command"])  # still a valid command
     assert FORMULA not in set(frame["likelihood"]) and "'" + FORMULA in set(frame["likelihood"])
-    assert "'@SUM(1+1)" in set(frame["extractor"])
+    assert "'@SUM(1+1)" in set(frame["fid_label"])
     for column in frame.columns:  # no text cell of any column starts a formula
         assert not frame[column].str.match(r"[=+@\t\r]").any(), column
         assert not frame[column].str.match(r"-[^0-9]").any(), column
@@ -452,7 +453,7 @@ def test_a_path_in_a_name_writes_nothing_outside_out(runs, tmp_path, monkeypatch
         if record["spec"]["plugin"] == "baselines" and record["spec"]["dataset"] == "digits":
             record["spec"]["plugin"] = "../../../../x/evil" if record["spec"]["seed"] != 1 else f"{escape_to}/evil"
             record["key"] = RunSpec(**record["spec"]).key
-        found.append(Found(path, record))
+        found.append(Found(path, RunRecord.from_dict(record)))
     monkeypatch.setattr(build_module, "collect_records", lambda runs_dir, report: found)
     out = tmp_path / "a" / "b" / "out"  # ../../../../ from out/assets is tmp_path itself
     before = tree(tmp_path)
@@ -689,10 +690,10 @@ def test_grid_paths_outside_samples_are_refused(small_runs, tmp_path):
     record = json.loads(path.read_text())
     for grid in ("../../secret.png", "/etc/passwd", "samples/../../x.png", "samples/.hidden.png"):
         record["samples_grid"] = grid
-        data, problem = sample_grid_problem(Found(path, record), small_runs)
+        data, problem = sample_grid_problem(Found(path, RunRecord.from_dict(record)), small_runs)
         assert data is None and "not samples/<name>.png" in problem, grid
     record["samples_grid"] = f"samples/{GRID}"
-    data, problem = sample_grid_problem(Found(path, record), small_runs)
+    data, problem = sample_grid_problem(Found(path, RunRecord.from_dict(record)), small_runs)
     assert problem is None and data.startswith(PNG_MAGIC)
 
 

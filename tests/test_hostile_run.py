@@ -127,11 +127,11 @@ def test_a_bad_record_is_reported_moved_aside_and_retrained_while_the_sweep_goes
     (line,) = [line for line in result.output.splitlines() if line.startswith("ignoring")]
     assert str(_record(out, 0)) in line and "training" in line and "moved to" in line
     assert (out / "records" / f"{KEY.format(0)}.json.invalid").read_bytes() == bad  # kept, not deleted
-    assert read_record(_record(out, 0))["key"] == KEY.format(0)  # retrained
+    assert read_record(_record(out, 0)).key == KEY.format(0)  # retrained
     assert _record(out, 1).read_bytes() == seed1  # reused untouched
     assert f"reusing {KEY.format(1)}" in result.output
     if seeds == 3:
-        assert read_record(_record(out, 2))["spec"]["seed"] == 2  # the rest of the sweep went on
+        assert read_record(_record(out, 2)).spec.seed == 2  # the rest of the sweep went on
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e999", "-1e400"])

@@ -4,6 +4,7 @@ plots out, byte-for-byte reproducible; bad or clashing records give one-line err
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import html
 import json
@@ -27,8 +28,10 @@ from evalgen.harness.spec import RunSpec
 from evalgen.leaderboard.formats import latex_escape
 from evalgen.leaderboard.publish import MANIFEST
 from evalgen.plugins import load_plugins
-from evalgen.records import write_record
-from evalgen.tables import records_frame, summary_frame
+from evalgen.record_types import RunRecord
+from evalgen.records import read_record, write_record
+from evalgen.tables import comparison
+from evalgen.types import Likelihood, LikelihoodKind
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BASELINE = "baselines--categorical--digits--unit"
@@ -36,15 +39,16 @@ BASELINE = "baselines--categorical--digits--unit"
 ODD_OPTION = {"tag": "50%_a&b#{x}"}
 
 
-def _derive(record: dict, plugin: str, model: str, likelihood: str, scale: float, config: dict | None = None) -> dict:
+def _derive(record: dict, plugin: str, model: str, likelihood: Likelihood, scale: float,
+            config: dict | None = None) -> RunRecord:
     """A copy of a real record, renamed into another model with its NLLs scaled."""
     copy = json.loads(json.dumps(record))
     copy["spec"].update(plugin=plugin, model=model, config=config or {})
     copy["key"] = RunSpec(**copy["spec"]).key
-    copy["model"]["likelihood"] = likelihood
+    copy["model"].update(likelihood=likelihood.label, likelihood_kind=likelihood.kind.value)
     for field in ("nats", "bits_per_dim"):
         copy["metrics"]["test_nll"][field] *= scale
-    return copy
+    return RunRecord.from_dict(copy)
 
 
 def make_runs(root: Path) -> Path:
@@ -65,8 +69,8 @@ def make_runs(root: Path) -> Path:
     vae = json.loads((root / "machine-b/records/vae--vae--digits--unit--seed0.json").read_text())
     baseline = json.loads((root / f"machine-a/records/{BASELINE}--seed0.json").read_text())
     machine_c = root / "deeper" / "machine-c"
-    write_record(machine_c, _derive(vae, "ebm", "rbm", "estimate (AIS, T=100, M=10)", 1.1))
-    write_record(machine_c, _derive(baseline, "baselines", "categorical", "exact", 0.99, ODD_OPTION))
+    write_record(machine_c, _derive(vae, "ebm", "rbm", Likelihood(LikelihoodKind.ESTIMATE, "AIS, T=100, M=10"), 1.1))
+    write_record(machine_c, _derive(baseline, "baselines", "categorical", Likelihood(), 0.99, ODD_OPTION))
     shutil.copy(root / f"machine-a/records/{BASELINE}--seed1.json", machine_c / "records")
     return root
 
@@ -143,7 +147,7 @@ def test_nll_cells_carry_the_kind_and_the_capability_matrix_says_it(board, rows)
     exact = _markdown_row(board, "baselines:categorical")
     assert "≤" not in exact and "≈" not in exact
     assert [rows[m]["likelihood_kind"] for m in ("baselines:categorical", "vae:vae", "ebm:rbm", "gan:gan")] == [
-        "exact", "bound", "estimate", "none"]
+        "exact", "lower bound", "estimate", "none"]
     text = (board / "leaderboard.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| # | model"))
     for title in ("test NLL (bits/dim) ↓", "test NLL (nats) ↓", "IS ↑ [digits-classifier]",
@@ -240,11 +244,11 @@ def test_rebuilding_gives_the_same_bytes_and_drops_stale_assets(runs, board, tmp
 
 
 def test_variants_are_separate_rows():
-    records = [{"spec": {"dataset": "d", "budget": "b", "plugin": "p", "model": "m", "seed": 0, "config": config},
-                "training": {"seconds": 1.0, "steps": 1}, "metrics": {}, "status": "ok",
-                "model": {"likelihood": "exact", "parameters": 1}, "provenance": {"device_name": "cpu"}}
+    committed = Path(__file__).resolve().parents[1] / "leaderboards/cpu-quick/runs/digits/records"
+    base = read_record(committed / "baselines--categorical--digits--quick--seed0.json")
+    records = [dataclasses.replace(base, spec=dataclasses.replace(base.spec, config=config))
                for config in ({}, {"lr": 0.1})]
-    assert summary_frame(records_frame(records))["variant"].tolist() == ["", "lr=0.1"]
+    assert comparison(records)[0]["variant"].tolist() == ["", "lr=0.1"]
 
 
 @pytest.fixture
@@ -271,8 +275,8 @@ def test_two_different_records_under_one_key_are_an_error_naming_both(copy_of_ru
     assert not (tmp_path / "out").exists()
 
 
-def _schema_2(record):
-    record["schema"] = "evalgen.run-record/2"
+def _schema_3(record):
+    record["schema"] = "evalgen.run-record/3"
 
 
 def _evalgen_1(record):
@@ -288,7 +292,7 @@ def _other_budget(record):
 
 
 @pytest.mark.parametrize("change,fragments", [
-    (_schema_2, ["schema evalgen.run-record/2", "reads evalgen.run-record/1"]),
+    (_schema_3, ["schema evalgen.run-record/3", "reads evalgen.run-record/2"]),
     (_evalgen_1, ["evalgen 1.0.0", "major version"]),
     (_no_seed, ["at spec: 'seed' is a required property"]),
     (_other_budget, ["budget 'unit' is defined differently"]),
@@ -303,10 +307,10 @@ def test_incompatible_or_invalid_records_are_one_line_errors(copy_of_runs, tmp_p
 
 def test_every_problem_is_listed(copy_of_runs, tmp_path):
     for name in ("gan--gan--digits--unit--seed0.json", "vae--vae--digits--unit--seed0.json"):
-        _edit(copy_of_runs / "machine-b/records" / name, _schema_2)
+        _edit(copy_of_runs / "machine-b/records" / name, _schema_3)
     result = build(copy_of_runs, tmp_path / "out")
     assert_one_line_error(result, "(and 1 more, listed above)")
-    assert result.output.count("evalgen.run-record/2") == 2
+    assert result.output.count("evalgen.run-record/3") == 2
 
 
 def test_a_folder_without_records_is_one_line(tmp_path):

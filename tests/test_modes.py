@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,9 @@ from evalgen.metrics.modes import (
     mode_coverage,
 )
 from evalgen.plugins import load_plugins
-from evalgen.tables import display_frame, records_frame, summary_frame, write_tables
+from evalgen.record_types import RunRecord
+from evalgen.records import read_record
+from evalgen.tables import comparison, write_tables
 
 #: P(chi-square with 2 dof <= 9): a 2-D isotropic Gaussian sample lies within 3 sigma of its mean.
 P_WITHIN_3_SIGMA = stats.chi2.cdf(HIGH_QUALITY_SIGMAS**2, 2)
@@ -204,23 +207,30 @@ def test_every_run_records_mode_coverage(tmp_path):
     plugins = load_plugins(extra=[("unit", toy_plugins.UnitBudget())])
     ctx = RunContext(plugins, tmp_path, torch.device("cpu"), LoadContext(tmp_path, False))
     record, samples = run_one(RunSpec("baselines", "gaussian", "eight-gaussians", "unit", 0), ctx)
-    found = record["metrics"]["mode_coverage"]
+    found = record.metrics["mode_coverage"]
     assert found["num_modes"] == 8 and found["num_samples"] == len(samples)
     assert found["counts"] == mode_coverage(samples, load_toy("eight-gaussians"))["counts"]
-    frame = records_frame([record])
-    assert frame.loc[0, "modes_covered"] == found["modes_covered"]
+    summary, _ = comparison([record])
+    assert summary.loc[0, "modes_covered_mean"] == found["modes_covered"]
+
+
+#: A real record, which `_record` turns into the rows these tests need.
+BASE_RECORD = Path(__file__).resolve().parents[1] / (
+    "leaderboards/cpu-quick/runs/digits/records/baselines--categorical--digits--quick--seed0.json")
 
 
 def _record(model: str, seed: int, likelihood: str, nats: float | None, coverage: dict | None,
-            dataset: str = "eight-gaussians") -> dict:
+            dataset: str = "eight-gaussians") -> RunRecord:
     metrics = {"mode_coverage": coverage if coverage is not None else {"skipped": "not here"}}
     if nats is not None:
         metrics["test_nll"] = {"nats": nats, "bits_per_dim": None}
-    return {"spec": {"dataset": dataset, "budget": "smoke", "plugin": model.split(":")[0],
-                     "model": model.split(":")[1], "seed": seed},
-            "training": {"seconds": 1.0, "steps": 100, "diverged_at_step": None}, "metrics": metrics,
-            "status": "ok", "model": {"likelihood": likelihood, "parameters": 10},
-            "provenance": {"device_name": "cpu"}}
+    base = read_record(BASE_RECORD)
+    plugin, name = model.split(":")
+    return dataclasses.replace(
+        base, spec=RunSpec(plugin, name, dataset, "smoke", seed), metrics=metrics,
+        model=dataclasses.replace(base.model, likelihood=likelihood, likelihood_kind=LikelihoodKind(likelihood),
+                                  parameters=10),
+        training=dataclasses.replace(base.training, seconds=1.0, steps=100, diverged_at_step=None))
 
 
 def _coverage(covered: int, high_quality: float | None, kl: float, num_modes: int = 8) -> dict:
@@ -232,8 +242,8 @@ def test_table_shows_modes_quality_and_implicit_models(tmp_path):
     records = [_record("flows:realnvp", seed, "exact", 2.0 + seed, _coverage(c, hq, kl))
                for seed, (c, hq, kl) in enumerate(zip([8, 7, 8], [0.98, 0.97, 0.99], kls))]
     records.append(_record("gans:gan", 0, "none", None, _coverage(2, 0.5, 1.2)))
-    summary = summary_frame(records_frame(records))
-    shown = display_frame(summary).set_index("model")
+    summary, shown = comparison(records)
+    shown = shown.set_index("model")
     assert shown.loc["flows:realnvp", "modes ↑"] == "7.7 ± 0.6 (n=3) /8"
     assert shown.loc["flows:realnvp", "HQ % ↑"] == "98.0 ± 1.0 (n=3)"
     assert shown.loc["flows:realnvp", "mode KL ↓"] == f"{np.mean(kls):.3f} ± {np.std(kls, ddof=1):.3f} (n=3)"
@@ -246,8 +256,8 @@ def test_table_shows_modes_quality_and_implicit_models(tmp_path):
 
 def test_mode_columns_only_where_some_row_has_them():
     digits = [_record("vae:vae", 0, "exact", 100.0, _coverage(10, None, 0.004, num_modes=10), dataset="digits")]
-    shown = display_frame(summary_frame(records_frame(digits)))
+    shown = comparison(digits)[1]
     assert shown.loc[0, "modes ↑"] == "10/10" and shown.loc[0, "mode KL ↓"] == "0.004"
     assert "HQ % ↑" not in shown.columns
-    skipped = display_frame(summary_frame(records_frame([_record("flows:maf", 0, "exact", 2.0, None)])))
+    skipped = comparison([_record("flows:maf", 0, "exact", 2.0, None)])[1]
     assert not {"modes ↑", "HQ % ↑", "mode KL ↓"} & set(skipped.columns)

@@ -14,7 +14,9 @@ from evalgen.datasets.base import LoadContext
 from evalgen.harness.runner import RunContext, run_one
 from evalgen.harness.spec import RunSpec
 from evalgen.metrics.extractors import LOGITS, ensure_extractor, extract_features, to_uint8
+from evalgen.options import resolved_options
 from evalgen.plugins import load_plugins
+from evalgen.record_types import ImportanceSamples
 from evalgen_vae import hooks
 
 
@@ -25,8 +27,9 @@ def _digits(tmp_path_factory):
 def _train(model_name: str, dataset, steps: int, config=None, seed: int = 0):
     """A plain training loop through the family's hooks (batch 128, Adam 1e-3)."""
     torch.manual_seed(seed)
-    model = hooks.evalgen_build_model(model_name=model_name, dataset=dataset.info(), config=config or {})
-    opt = hooks.evalgen_configure_optimizers(model=model, config={})["model"]
+    config = resolved_options(hooks.evalgen_family(), model_name, config)
+    model = hooks.evalgen_build_model(model_name=model_name, dataset=dataset.info(), config=config)
+    opt = hooks.evalgen_configure_optimizers(model=model, config=config)["model"]
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         index = torch.randint(0, len(dataset.train), (128,), generator=g)
@@ -90,15 +93,15 @@ def test_harness_labels_the_bound_and_reports_the_elbo(tmp_path):
     plugins = load_plugins(extra=[("unit-budget", toy_plugins.UnitBudget())])
     ctx = RunContext(plugins, tmp_path, torch.device("cpu"), LoadContext(tmp_path / "data", False))
     record, samples = run_one(RunSpec("vae", "vae", "digits", "unit", 0, importance_samples=20), ctx)
-    assert record["model"]["likelihood"] == "lower bound (IWAE, K=20)"
-    assert record["model"]["importance_samples"] == {"test": 20, "validation": 1}
-    assert record["key"].endswith("--K20")
-    nll = record["metrics"]["test_nll"]
+    assert record.model.likelihood == "lower bound (IWAE, K=20)"
+    assert record.model.importance_samples == ImportanceSamples(test=20, validation=1)
+    assert record.key.endswith("--K20")
+    nll = record.metrics["test_nll"]
     assert nll["kind"] == "lower bound" and nll["estimator"] == "IWAE, K=20"
     assert nll["elbo"]["nats"] >= nll["nats"] - 4 * nll["nats_sem"]  # -ELBO is the looser bound
-    quality = record["metrics"]["sample_quality"]
+    quality = record.metrics["sample_quality"]
     assert quality["inception_score_mean"] > 1 and quality["fid"] > 0 and quality["extractor"] == "digits-classifier"
-    assert record["metrics"]["outliers"]["score"] == "-log p(x) / D (lower bound: IWAE, K=20)"
+    assert record.metrics["outliers"]["score"] == "-log p(x) / D (lower bound: IWAE, K=20)"
     assert samples.shape == (256, 1, 8, 8)
 
 

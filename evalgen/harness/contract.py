@@ -13,14 +13,18 @@ from evalgen.plugins import FamilyHooks
 from evalgen.types import Batch, DatasetInfo, Likelihood, LikelihoodKind, ModelSpec, Representation, TrainState
 
 SAMPLE_RANGE_TOLERANCE = 1e-4
+#: Examples per log_prob call when whole splits are scored (validation, test).
+EVAL_BATCH_SIZE = 512
 
 
 class PluginFailedError(EvalgenError):
     """A plugin's hook raised an exception."""
 
 
-class BoundModel:
-    """One family's hooks bound to one model variant; every call is checked."""
+class CheckedHooks:
+    """One family's hooks for one model variant, every call checked: what the plugin returns
+    must keep the contract (shapes, dtypes, ranges, finiteness), and what it raises becomes one
+    line naming the plugin, the model and the hook."""
 
     def __init__(self, hooks: FamilyHooks, spec: ModelSpec, importance_samples: int = 1,
                  valid_importance_samples: int = 1) -> None:
@@ -124,6 +128,20 @@ class BoundModel:
                 "examples; it must be finite on every example of the data"
             )
         return out
+
+    @torch.no_grad()
+    def log_prob_in_batches(self, model: nn.Module, x: torch.Tensor, num_importance_samples: int,
+                            batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+        """(N,) float64 on the CPU: the checked log_prob of ``x`` (N, *shape), ``batch_size``
+        examples per call, with the model in eval mode (its mode is restored after)."""
+        was_training = model.training
+        model.eval()
+        try:
+            parts = [self.log_prob(model, chunk, num_importance_samples).detach().double().cpu()
+                     for chunk in x.split(batch_size)]
+        finally:
+            model.train(was_training)
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
 
     def outlier_score(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
         out = self._call("outlier_score", model=model, x=x)

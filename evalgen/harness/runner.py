@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import filelock
 import numpy as np
@@ -18,17 +16,27 @@ import torch
 from evalgen.datasets.base import Dataset, LoadContext
 from evalgen.errors import EvalgenError
 from evalgen.harness.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_checkpoint
-from evalgen.harness.contract import BoundModel
 from evalgen.harness.data import ModelData
 from evalgen.harness.evaluation import evaluate
 from evalgen.harness.grids import SAMPLES_DIR, grid_path, save_sample_grid
+from evalgen.harness.resolved import ResolvedRun, resolve_run
 from evalgen.harness.training import TrainOutcome, train
 from evalgen.plugins import Plugins
 from evalgen.provenance import git_commit, provenance
+from evalgen.record_types import (
+    DatasetSection,
+    HistoryRow,
+    ImportanceSamples,
+    ModelSection,
+    Provenance,
+    RunRecord,
+    TrainingSection,
+)
 from evalgen.records import RECORDS_DIR, SCHEMA, ensure_writable, find_record, record_path, write_record
 from evalgen.runspec import RunSpec
 from evalgen.storage import remove_stale_temporaries
-from evalgen.types import TrainState
+from evalgen.table_columns import TableColumn, metric_columns
+from evalgen.types import LikelihoodKind, TrainState
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -75,83 +83,57 @@ class RunContext:
         return self._datasets[name]
 
 
-def _training_summary(outcome: TrainOutcome, budget_dict: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "budget": budget_dict,
-        "seconds": outcome.seconds,
-        "steps": outcome.steps,
-        "examples": outcome.examples,
-        "stopped_by": outcome.stopped_by,
-        "best_step": outcome.best_step,
-        "best_valid_nll_nats": outcome.best_valid_nll,
-        "diverged_at_step": outcome.diverged_at_step,
-        "divergence": outcome.divergence,
-        "history": outcome.history,
-        "losses": outcome.losses,
-    }
+def _training_section(outcome: TrainOutcome, run: ResolvedRun) -> TrainingSection:
+    return TrainingSection(
+        budget=run.budget, seconds=outcome.seconds, steps=outcome.steps, examples=outcome.examples,
+        stopped_by=outcome.stopped_by, best_step=outcome.best_step, best_valid_nll_nats=outcome.best_valid_nll,
+        diverged_at_step=outcome.diverged_at_step, divergence=outcome.divergence,
+        history=tuple(HistoryRow(*row) for row in outcome.history), losses=outcome.losses)
 
 
-def run_one(spec: RunSpec, ctx: RunContext) -> tuple[dict[str, Any], torch.Tensor | None]:
+def _model_section(run: ResolvedRun, model: torch.nn.Module, plugins: Plugins) -> ModelSection:
+    hooks = run.hooks
+    samples = None if hooks.declared.sample_count is None else ImportanceSamples(
+        test=hooks.importance_samples, validation=hooks.valid_importance_samples)
+    return ModelSection(
+        likelihood=hooks.likelihood.label, likelihood_kind=hooks.likelihood.kind,
+        parameters=sum(p.numel() for p in model.parameters()), summary=run.model.summary,
+        family_summary=run.family.summary, reference=run.model.reference, representation=run.representation.value,
+        plugin_version=plugins.plugin_version(run.spec.plugin), importance_samples=samples,
+        options=run.recorded_options)
+
+
+def _dataset_section(dataset: Dataset) -> DatasetSection:
+    return DatasetSection(name=dataset.name, kind=dataset.kind.value, shape=tuple(dataset.shape),
+                          levels=dataset.levels, checksum=dataset.checksum, source=dataset.source,
+                          sizes=(len(dataset.train), len(dataset.valid), len(dataset.test)))
+
+
+def _train(run: ResolvedRun, device: torch.device) -> tuple[torch.nn.Module, ModelData, TrainOutcome]:
+    """Build the model after seeding, then train it under its budget."""
+    seed_everything(run.spec.seed)
+    model = run.hooks.build(run.info, run.options).to(device)
+    state = TrainState(step=0, optimizers=run.hooks.optimizers(model, run.options),
+                       generator=torch.Generator(device=device).manual_seed(run.spec.seed),
+                       device=device, dataset=run.info, config=run.options)
+    data = ModelData(run.dataset, run.representation, device)
+    return model, data, train(run.hooks, model, data, run.budget, state, label=run.label)
+
+
+def run_one(spec: RunSpec, ctx: RunContext) -> tuple[RunRecord, torch.Tensor | None]:
     """Train and evaluate one spec; write its checkpoint, then its record. Returns both the
     record and the samples (stored values, CPU) or None if the run diverged."""
-    plugins = ctx.plugins
-    family = plugins.family(spec.plugin)
-    model_spec = family.model(spec.model)
-    budget = plugins.budgets.get(spec.budget)
-    dataset = ctx.dataset(spec.dataset)
-    if dataset.kind not in model_spec.data_kinds:
-        kinds = ", ".join(sorted(k.value for k in model_spec.data_kinds))
-        raise EvalgenError(f"{spec.plugin}:{spec.model} supports {kinds} data, "
-                           f"but dataset '{spec.dataset}' is {dataset.kind.value}")
-    if model_spec.max_dims is not None and math.prod(dataset.shape) > model_spec.max_dims:
-        raise EvalgenError(f"{spec.plugin}:{spec.model} handles at most {model_spec.max_dims} dimensions; "
-                           f"dataset '{spec.dataset}' has {math.prod(dataset.shape)}")
-    if model_spec.needs_labels and not dataset.num_classes:
-        raise EvalgenError(f"{spec.plugin}:{spec.model} trains on class labels, "
-                           f"but dataset '{spec.dataset}' has none")
-    representation = model_spec.representation_for(dataset.kind)
-    info = dataset.info(representation)
-    test_k = budget.importance_samples if spec.importance_samples is None else spec.importance_samples
-    bound = BoundModel(plugins.hooks(spec.plugin), model_spec, importance_samples=test_k,
-                       valid_importance_samples=min(budget.valid_importance_samples, test_k))
-
-    bound.describe_likelihood(info, spec.config)
-    seed_everything(spec.seed)
-    model = bound.build(info, spec.config).to(ctx.device)
-    state = TrainState(step=0, optimizers=bound.optimizers(model, spec.config),
-                       generator=torch.Generator(device=ctx.device).manual_seed(spec.seed),
-                       device=ctx.device, dataset=info, config=spec.config)
-    data = ModelData(dataset, representation, ctx.device)
-    outcome = train(bound, model, data, budget, state, label=f"{spec.plugin}:{spec.model}")
-
-    samples = None
-    metrics: dict[str, Any] = {}
+    run = resolve_run(spec, ctx.plugins, ctx.dataset(spec.dataset))
+    model, data, outcome = _train(run, ctx.device)
+    samples, metrics = None, {}
     if outcome.diverged_at_step is None:
-        metrics, samples = evaluate(bound, model, data, dataset, info, budget, spec.seed, ctx.device,
-                                    plugins.metrics, ctx.dataset)
-    record = {
-        "schema": SCHEMA,
-        "key": spec.key,
-        "spec": spec.to_dict(),
-        "status": "ok" if outcome.diverged_at_step is None else "diverged",
-        "model": {
-            "family_summary": family.summary,
-            "summary": model_spec.summary,
-            "reference": model_spec.reference,
-            "likelihood": bound.likelihood.label,
-            "importance_samples": _importance_samples(bound),
-            "representation": representation.value,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "plugin_version": plugins.plugin_version(spec.plugin),
-        },
-        "dataset": {"name": dataset.name, "kind": dataset.kind.value, "shape": list(dataset.shape),
-                    "levels": dataset.levels, "checksum": dataset.checksum, "source": dataset.source,
-                    "sizes": [len(dataset.train), len(dataset.valid), len(dataset.test)]},
-        "training": _training_summary(outcome, budget.to_dict()),
-        "metrics": metrics,
-        "samples_grid": _save_grid(samples, dataset, ctx.out_dir, spec.key),
-        "provenance": provenance(ctx.device),
-    }
+        metrics, samples = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset)
+    record = RunRecord(
+        schema=SCHEMA, key=spec.key, status="ok" if outcome.diverged_at_step is None else "diverged", spec=spec,
+        model=_model_section(run, model, ctx.plugins), dataset=_dataset_section(run.dataset),
+        training=_training_section(outcome, run), metrics=metrics,
+        samples_grid=_save_grid(samples, run.dataset, ctx.out_dir, spec.key),
+        provenance=Provenance(**provenance(ctx.device)))
     save_checkpoint(checkpoint_path(ctx.out_dir, spec.key), model, spec.to_dict())
     write_record(ctx.out_dir, record)
     return record, samples
@@ -165,15 +147,9 @@ def _save_grid(samples: torch.Tensor | None, dataset: Dataset, out_dir: Path, ke
     return str(path.relative_to(out_dir))
 
 
-def _importance_samples(bound: BoundModel) -> dict[str, int] | None:
-    if bound.declared.sample_count is None:
-        return None
-    return {"test": bound.importance_samples, "validation": bound.valid_importance_samples}
-
-
 @dataclass
 class SweepResult:
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
     failures: list[tuple[RunSpec, str]] = field(default_factory=list)
 
 
@@ -190,7 +166,7 @@ def _prepare_out_dir(out_dir: Path) -> None:
         remove_stale_temporaries(folder)
 
 
-def _reusable(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) -> dict[str, Any] | None:
+def _reusable(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) -> RunRecord | None:
     """The finished record of ``spec``, if a valid one exists. A record that cannot be reused
     (truncated, of the wrong shape, another run's) is moved aside, said in one line, and retrained."""
     try:
@@ -229,7 +205,8 @@ def _spec_lock(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) ->
         lock.release()
 
 
-def _run_or_reuse(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) -> dict[str, Any]:
+def _run_or_reuse(spec: RunSpec, ctx: RunContext, report: Callable[[str], None],
+                  columns: Mapping[str, TableColumn]) -> RunRecord:
     with _spec_lock(spec, ctx, report) as waited:
         existing = None if ctx.rerun and not waited else _reusable(spec, ctx, report)
         if existing is not None:
@@ -237,7 +214,7 @@ def _run_or_reuse(spec: RunSpec, ctx: RunContext, report: Callable[[str], None])
                    f"--rerun to train again)")
             return existing
         record, _ = run_one(spec, ctx)
-        report(_one_line(record))
+        report(_one_line(record, columns))
         return record
 
 
@@ -250,9 +227,10 @@ def run_sweep(specs: Iterable[RunSpec], ctx: RunContext,
     _prepare_out_dir(ctx.out_dir)
     git_commit()  # read now, while it still names the code this process loaded (it is cached)
     result = SweepResult()
+    columns = {column.name: column for column in metric_columns(ctx.plugins.metrics)}
     for spec in specs:
         try:
-            result.records.append(_run_or_reuse(spec, ctx, report))
+            result.records.append(_run_or_reuse(spec, ctx, report, columns))
         except EvalgenError as exc:
             if os.environ.get("EVALGEN_DEBUG") == "1":
                 raise
@@ -261,27 +239,32 @@ def run_sweep(specs: Iterable[RunSpec], ctx: RunContext,
     return result
 
 
-def _one_line(record: dict[str, Any]) -> str:
-    spec, training, metrics = record["spec"], record["training"], record["metrics"]
-    head = f"done {spec['plugin']}:{spec['model']} on {spec['dataset']} seed {spec['seed']}"
-    if record["status"] == "diverged":
-        return f"{head}: diverged at step {training['diverged_at_step']}: {training['divergence']}"
-    parts = [_nll_text(metrics.get("test_nll"), record["model"]["likelihood"])]
-    quality = metrics.get("sample_quality") or {}
-    if "fid" in quality:
-        parts.append(f"FID {quality['fid']:.2f} ({quality['extractor']})")
-    modes = metrics.get("mode_coverage") or {}
-    if "modes_covered" in modes:
-        parts.append(f"{modes['modes_covered']}/{modes['num_modes']} modes")
-    parts.append(f"{training['steps']} steps in {training['seconds']:.1f}s ({training['stopped_by']})")
+#: The columns the one-line summary of a finished run names, after its test NLL.
+SUMMARY_COLUMNS = ("fid", "modes_covered")
+
+
+def _one_line(record: RunRecord, columns: Mapping[str, TableColumn]) -> str:
+    """What `evalgen run` says when a run ends: its NLL, FID and modes where it has them."""
+    spec, training = record.spec, record.training
+    head = f"done {spec.plugin}:{spec.model} on {spec.dataset} seed {spec.seed}"
+    if not record.finished:
+        return f"{head}: diverged at step {training.diverged_at_step}: {training.divergence}"
+    parts = [_nll_text(record, columns)]
+    for name in SUMMARY_COLUMNS:
+        value, label, total = columns[name].read(record) if name in columns else (None, None, None)
+        if value is not None:
+            number = f"{value:.0f}/{total:.0f}" if total is not None else f"{value:.{columns[name].spec.digits}f}"
+            parts.append(f"{columns[name].spec.title} {number}" + (f" ({label})" if label else ""))
+    parts.append(f"{training.steps} steps in {training.seconds:.1f}s ({training.stopped_by})")
     return f"{head}: " + ", ".join(parts)
 
 
-def _nll_text(nll: dict[str, Any] | None, likelihood: str) -> str:
-    if likelihood == "none":
+def _nll_text(record: RunRecord, columns: Mapping[str, TableColumn]) -> str:
+    if not record.model.has_likelihood:
         return "test NLL n/a (implicit model)"
-    if not nll or "nats" not in nll:
+    bits, nats = (columns[name].read(record)[0] if name in columns else None for name in ("bits_per_dim", "nll_nats"))
+    if nats is None:
         return "test NLL not computed"
-    value = f"{nll['bits_per_dim']:.4f} bits/dim" if nll["bits_per_dim"] is not None else f"{nll['nats']:.4f} nats"
-    kind = nll["kind"] if nll["kind"] == "exact" else f"{nll['kind']}: {nll['estimator']}"
-    return f"test NLL {value} ({kind})"
+    value = f"{bits:.4f} bits/dim" if bits is not None else f"{nats:.4f} nats"
+    kind = record.model.likelihood_kind
+    return f"test NLL {value} ({'exact' if kind is LikelihoodKind.EXACT else record.model.likelihood})"

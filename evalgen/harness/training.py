@@ -12,12 +12,10 @@ from tqdm.auto import tqdm
 from evalgen.budgets import Budget
 from evalgen.errors import TrainingDiverged
 from evalgen.harness.clock import TrainingClock
-from evalgen.harness.contract import BoundModel
+from evalgen.harness.contract import CheckedHooks
 from evalgen.harness.data import ModelData
 from evalgen.metrics.nll import nll_nats
 from evalgen.types import TrainState
-
-EVAL_BATCH_SIZE = 512
 
 
 @dataclass
@@ -59,17 +57,10 @@ def _non_finite(losses: dict[str, float]) -> str | None:
     return f"non-finite training loss: {', '.join(bad)}" if bad else None
 
 
-@torch.no_grad()
-def mean_nll(bound: BoundModel, model: nn.Module, x: torch.Tensor, data: ModelData) -> float:
+def mean_nll(hooks: CheckedHooks, model: nn.Module, x: torch.Tensor, data: ModelData) -> float:
     """Mean NLL in nats/example over ``x`` (the dequantization offset included)."""
-    model.eval()
-    total = 0.0
-    for start in range(0, x.shape[0], EVAL_BATCH_SIZE):
-        chunk = x[start:start + EVAL_BATCH_SIZE]
-        log_p = bound.log_prob(model, chunk, bound.valid_importance_samples)
-        total += float(nll_nats(log_p, data.representation, chunk[0].numel(), data.levels).sum())
-    model.train()
-    return total / x.shape[0]
+    log_p = hooks.log_prob_in_batches(model, x, hooks.valid_importance_samples)
+    return float(nll_nats(log_p, data.representation, x[0].numel(), data.levels).mean())
 
 
 class _Best:
@@ -89,7 +80,7 @@ class _Best:
             self.stale += 1
 
 
-def train(bound: BoundModel, model: nn.Module, data: ModelData, budget: Budget,
+def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget,
           state: TrainState, label: str) -> TrainOutcome:
     """Train ``model`` until the budget, early stopping or divergence ends it.
 
@@ -98,7 +89,7 @@ def train(bound: BoundModel, model: nn.Module, data: ModelData, budget: Budget,
     outcome = TrainOutcome()
     clock = TrainingClock(budget)
     best = _Best()
-    validate = bound.has_likelihood and bound.spec.validation_nll
+    validate = hooks.has_likelihood and hooks.spec.validation_nll
     window: dict[str, list[float]] = {}
     model.train()
     progress = tqdm(total=budget.max_steps, desc=label, unit="step", leave=False,
@@ -106,7 +97,7 @@ def train(bound: BoundModel, model: nn.Module, data: ModelData, budget: Budget,
     clock.start()
     for batch in data.batches(budget.batch_size, state.generator):
         try:
-            losses = bound.train_step(model, batch, state)
+            losses = hooks.train_step(model, batch, state)
         except TrainingDiverged as exc:
             outcome.diverge(state.step + 1, str(exc))
             break
@@ -120,7 +111,7 @@ def train(bound: BoundModel, model: nn.Module, data: ModelData, budget: Budget,
         limit = clock.exhausted()
         if state.step % budget.eval_every == 0 or limit:
             clock.pause()
-            valid = mean_nll(bound, model, data.valid_x, data) if validate else None
+            valid = mean_nll(hooks, model, data.valid_x, data) if validate else None
             outcome.add_row(state.step, clock.seconds, window, valid)
             window = {}
             progress.update(state.step - progress.n)

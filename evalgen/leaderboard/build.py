@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from evalgen.leaderboard.board import Board, Row, build_boards, capabilities
@@ -15,6 +15,7 @@ from evalgen.leaderboard.html import leaderboard_html
 from evalgen.leaderboard.plots import learning_curve, sample_grid
 from evalgen.leaderboard.protocol import protocol_markdown
 from evalgen.leaderboard.publish import ASSETS, asset_path, publish
+from evalgen.table_columns import TableColumn, builtin_columns
 
 __all__ = ["ASSETS", "build_leaderboard", "leaderboard_files"]
 
@@ -43,16 +44,20 @@ def _assets(boards: list[Board], runs_dir: Path,
     return files, links
 
 
-def leaderboard_files(runs_dir: Path, out_dir: Path, report: Callable[[str], None] = print) -> dict[str, bytes]:
-    """Every file of the leaderboard, by path relative to ``out_dir``; nothing is written."""
+def leaderboard_files(runs_dir: Path, out_dir: Path, report: Callable[[str], None] = print,
+                      columns: Sequence[TableColumn] | None = None) -> dict[str, bytes]:
+    """Every file of the leaderboard, by path relative to ``out_dir``; nothing is written.
+    ``columns``: the metrics' (`evalgen.table_columns.metric_columns` of the loaded plugins);
+    None: the built-in metrics'."""
+    columns = builtin_columns() if columns is None else columns
     found = collect_records(runs_dir, report)
-    boards = build_boards(found)
+    boards = build_boards(found, columns)
     abilities = capabilities(found)
     files, links = _assets(boards, runs_dir, report)
     runs_relative = shlex.quote(os.path.relpath(runs_dir.resolve(), out_dir.resolve()))
     texts = {
         "leaderboard.md": leaderboard_markdown(boards, abilities, links, len(found)),
-        "leaderboard.csv": leaderboard_csv(boards),
+        "leaderboard.csv": leaderboard_csv(boards, columns),
         "leaderboard.tex": leaderboard_latex(boards, abilities),
         "index.html": leaderboard_html(boards, abilities, links, len(found)),
         "protocol.md": protocol_markdown(found, boards, runs_relative),
@@ -61,11 +66,11 @@ def leaderboard_files(runs_dir: Path, out_dir: Path, report: Callable[[str], Non
 
 
 def build_leaderboard(runs_dir: Path, out_dir: Path, report: Callable[[str], None] = print,
-                      force: bool = False) -> list[Path]:
+                      force: bool = False, columns: Sequence[TableColumn] | None = None) -> list[Path]:
     """Read every record under ``runs_dir`` and write the leaderboard into ``out_dir``.
 
     Nothing is written unless all records are valid and compatible, and unless every file in the
     way was written by an earlier build and is unchanged (``force``: overwrite them anyway); see
     `evalgen.leaderboard.publish`. Returns the written paths, the manifest last.
     """
-    return publish(out_dir, leaderboard_files(runs_dir, out_dir, report), force=force, report=report)
+    return publish(out_dir, leaderboard_files(runs_dir, out_dir, report, columns), force=force, report=report)

@@ -52,9 +52,13 @@ def leaderboard_command(runs_dir: Path, out_dir: Path, force: bool) -> None:
       evalgen leaderboard leaderboards/NAME/runs --out leaderboards/NAME
     """
     from evalgen.leaderboard.build import build_leaderboard
+    from evalgen.plugins import load_plugins
+    from evalgen.table_columns import metric_columns
 
     def build() -> None:
-        paths = build_leaderboard(runs_dir, out_dir, report=lambda line: click.echo(line, err=True), force=force)
+        columns = metric_columns(load_plugins().metrics)  # a plugin's metric gets its columns too
+        paths = build_leaderboard(runs_dir, out_dir, report=lambda line: click.echo(line, err=True), force=force,
+                                  columns=columns)
         click.echo(f"leaderboard: {len(paths)} files in {out_dir} (open {out_dir / 'index.html'})")
 
     user_errors(build)()

@@ -13,6 +13,7 @@ from typing import Any
 
 import evalgen
 from evalgen.errors import EvalgenError
+from evalgen.record_types import RunRecord
 from evalgen.records import RECORDS_DIR, read_record
 
 #: Dataset fields that must agree between records of the same dataset name.
@@ -24,7 +25,7 @@ class Found:
     """A validated record and the file it was read from (copies: the first in sorted order)."""
 
     path: Path
-    record: dict[str, Any]
+    record: RunRecord
 
     @property
     def run_dir(self) -> Path:
@@ -41,9 +42,9 @@ def _major(version: str) -> str:
     return version.split(".", 1)[0]
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: Path) -> RunRecord:
     record = read_record(path)
-    found, ours = record["provenance"]["evalgen_version"], evalgen.__version__
+    found, ours = record.provenance.evalgen_version, evalgen.__version__
     if _major(found) != _major(ours):
         raise EvalgenError(f"{path} was written by evalgen {found}, whose major version differs from "
                            f"this evalgen's ({ours}); build its leaderboard with a matching evalgen")
@@ -59,17 +60,17 @@ def _merge(paths: Iterable[Path]) -> tuple[list[Found], list[str]]:
         except EvalgenError as exc:
             problems.append(str(exc))
             continue
-        first = by_key.setdefault(record["key"], Found(path, record))
+        first = by_key.setdefault(record.key, Found(path, record))
         if first.record != record:
-            problems.append(f"duplicate run {record['key']}: {first.path} and {path} differ; "
+            problems.append(f"duplicate run {record.key}: {first.path} and {path} differ; "
                             f"keep one of them (or put them in different leaderboards)")
     return [by_key[key] for key in sorted(by_key)], problems
 
 
-def _identity(record: dict[str, Any], what: str) -> tuple[str, dict[str, Any]]:
+def _identity(record: RunRecord, what: str) -> tuple[str, dict[str, Any]]:
     if what == "dataset":
-        return record["dataset"]["name"], {k: record["dataset"].get(k) for k in DATASET_IDENTITY}
-    return record["spec"]["budget"], {k: v for k, v in record["training"]["budget"].items() if k != "summary"}
+        return record.dataset.name, {k: getattr(record.dataset, k) for k in DATASET_IDENTITY}
+    return record.spec.budget, {k: v for k, v in record.training.budget.to_dict().items() if k != "summary"}
 
 
 def _disagreements(found: list[Found]) -> list[str]:

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import astuple, fields
 from typing import Any
 
-from evalgen.leaderboard.board import BY_NAME, METRICS, Board, Capability, Cell, Column
+from evalgen.leaderboard.board import COST, Board, Capability, Cell, Column
 from evalgen.leaderboard.escape import LATEX_SPECIAL, Markdown, csv_text, latex_text, markdown_text
-from evalgen.tables import likelihood_kind
+from evalgen.table_columns import TableColumn
 
 __all__ = ["CAPABILITY_HEADERS", "CAPABILITY_NOTE", "GENERATED", "LATEX_SPECIAL", "latex_escape", "latex_tabular",
            "leaderboard_csv", "leaderboard_latex", "leaderboard_markdown", "legend", "markdown_table", "rank_note"]
@@ -42,7 +42,7 @@ def legend() -> list[str]:
 def rank_note(board: Board) -> str:
     if board.headline is None:
         return "#: no row has a test NLL or an FID to rank by."
-    return f"#: overall rank, by {BY_NAME[board.headline].header}."
+    return f"#: overall rank, by {board.headline}."
 
 
 SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -125,26 +125,33 @@ CSV_HEAD = ("dataset", "budget", "rank", "plugin", "model", "variant", "likeliho
             "seeds", "parameters")
 
 
-def _csv_row(board: Board, row: Any) -> list[Any]:
+def _csv_row(board: Board, row: Any, numbers: Sequence[TableColumn]) -> list[Any]:
     ranks = {col.name: cell.rank for col, cell in zip(board.columns, row.cells)}
     values = [board.dataset, board.budget, row.rank, row.plugin, row.model, row.variant, row.likelihood,
-              likelihood_kind(row.likelihood), row.status, " ".join(map(str, row.seeds)),
-              row.summary["parameters"]]
-    for metric in METRICS:
-        values += [row.summary[f"{metric.name}_{part}"] for part in ("mean", "std", "n")]
-        values.append(ranks.get(metric.name))
-    return [*values, row.summary["extractor"], row.summary["auroc_label"], row.command]
+              row.likelihood_kind.value, row.status, " ".join(map(str, row.seeds)), row.summary["parameters"]]
+    for column in numbers:
+        values += [row.summary[f"{column.name}_{part}"] for part in ("mean", "std", "n")]
+        values.append(ranks.get(column.name))
+        if column.spec.label or column.spec.describe:
+            values.append(row.summary[f"{column.name}_label"])
+    return [*values, row.command]
 
 
-def leaderboard_csv(boards: list[Board]) -> str:
-    """Every row of every board, numbers unrounded; empty = not measured."""
-    header = [*CSV_HEAD, *(f"{m.name}_{part}" for m in METRICS for part in ("mean", "std", "n", "rank")),
-              "extractor", "auroc_label", "command"]
+def leaderboard_csv(boards: list[Board], columns: Sequence[TableColumn]) -> str:
+    """Every row of every board, numbers unrounded; empty = not measured. ``columns``: the
+    metrics' (`evalgen.table_columns.metric_columns`), each with its mean, std, n, rank (and
+    label, when it has one), then the cost columns."""
+    numbers = (*columns, *COST)
+    header = [*CSV_HEAD]
+    for column in numbers:
+        header += [f"{column.name}_{part}" for part in ("mean", "std", "n", "rank")]
+        if column.spec.label or column.spec.describe:
+            header.append(f"{column.name}_label")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow([*header, "command"])
     for board in boards:
-        writer.writerows([_csv_value(v) for v in _csv_row(board, row)] for row in board.rows)
+        writer.writerows([_csv_value(v) for v in _csv_row(board, row, numbers)] for row in board.rows)
     return buffer.getvalue()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import astuple
 
-from evalgen.leaderboard.board import BY_NAME, Board, Capability, Cell, Column, Row
+from evalgen.leaderboard.board import Board, Capability, Cell, Column, Row
 from evalgen.leaderboard.escape import html_text
 from evalgen.leaderboard.formats import CAPABILITY_HEADERS, CAPABILITY_NOTE, GENERATED, legend, rank_note
 
@@ -75,8 +75,7 @@ def _sort_value(value: object) -> str:
 
 
 def _header(column: Column) -> str:
-    metric = BY_NAME.get(column.name)
-    better = f' data-better="{metric.better}"' if metric is not None and metric.better else ""
+    better = f' data-better="{column.better}"' if column.better else ""
     kind = "number" if column.numeric else "text"
     return f'<th scope="col" data-type="{kind}"{better}>{html_text(column.header)}</th>'
 

@@ -22,7 +22,6 @@ import stat
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import matplotlib.style
 from matplotlib.figure import Figure
@@ -31,17 +30,17 @@ from evalgen.harness.grids import grid_size
 from evalgen.leaderboard.board import Row
 from evalgen.leaderboard.collect import Found
 from evalgen.leaderboard.escape import clean_text
+from evalgen.record_types import RunRecord
 from evalgen.storage import inside
-from evalgen.tables import likelihood_kind
+from evalgen.types import LikelihoodKind
 
 __all__ = ["MAX_GRID_BYTES", "MAX_GRID_PIXELS", "PNG_MAGIC", "learning_curve", "sample_grid", "sample_grid_problem"]
 
 FIGSIZE = (4.0, 3.0)
+#: What a learning curve's axis adds to "validation NLL" per likelihood kind.
+CURVE_KINDS = {LikelihoodKind.LOWER_BOUND: ", upper bound", LikelihoodKind.ESTIMATE: ", estimate"}
 DPI = 100
 TITLE_WIDTH = 60  # characters per line
-#: History rows are [step, wall-clock seconds, train loss, validation NLL in nats].
-SECONDS, VALID_NLL = 1, 3
-
 
 #: Largest sample grid published (the harness writes tens of kB).
 MAX_GRID_BYTES = 8 * 2**20
@@ -66,10 +65,10 @@ def _no_links(base: Path, path: Path) -> None:
             raise _Refused(f"{current} is a symbolic link")
 
 
-def _expected_size(record: dict[str, Any]) -> tuple[int, int]:
-    shape = record["dataset"]["shape"]
-    num_samples = (record["metrics"].get("sampling") or {}).get("num_samples")
-    numbers = isinstance(shape, list) and all(isinstance(n, int) for n in [*shape, num_samples])
+def _expected_size(record: RunRecord) -> tuple[int, int]:
+    shape = record.dataset.shape
+    num_samples = record.sampling.num_samples if record.sampling is not None else None
+    numbers = all(isinstance(n, int) for n in [*shape, num_samples])
     size = grid_size(shape, num_samples) if numbers else None
     if size is None:
         raise _Refused(f"evalgen writes no sample grid for {num_samples} samples of shape {shape}")
@@ -125,7 +124,7 @@ def _check_png(data: bytes, expected: tuple[int, int]) -> None:
 def sample_grid_problem(found: Found, runs_dir: Path) -> tuple[bytes | None, str | None]:
     """The grid of one record: (PNG bytes, None), (None, None) without one, or (None, why it is
     refused). ``runs_dir``: the folder the records were found under (no link below it is followed)."""
-    grid = found.record.get("samples_grid")
+    grid = found.record.samples_grid
     if not grid:
         return None, None
     path = found.run_dir / str(grid)
@@ -153,11 +152,11 @@ def sample_grid(row: Row, runs_dir: Path, report: Callable[[str], None]) -> byte
     the file, and the row gets no grid (not another seed's: the lowest seed is the one shown).
     """
     for found in row.found:  # in seed order
-        if found.record["status"] != "ok":
+        if not found.record.finished:
             continue
         data, problem = sample_grid_problem(found, runs_dir)
         if problem is not None:
-            where = clean_text(found.run_dir / str(found.record["samples_grid"]))
+            where = clean_text(found.run_dir / str(found.record.samples_grid))
             report(f"{found.path}: sample grid {where} not published: {clean_text(problem)}; "
                    f"the row is shown without samples (replace the file with the one evalgen run wrote)")
             return None
@@ -169,9 +168,9 @@ def sample_grid(row: Row, runs_dir: Path, report: Callable[[str], None]) -> byte
 def _curves(row: Row) -> list[tuple[int, list[float], list[float]]]:
     curves = []
     for found in row.found:
-        points = [(h[SECONDS], h[VALID_NLL]) for h in found.record["training"]["history"] if h[VALID_NLL] is not None]
+        points = [(h.seconds, h.valid_nll) for h in found.record.training.history if h.valid_nll is not None]
         if points:
-            curves.append((found.record["spec"]["seed"], [p[0] for p in points], [p[1] for p in points]))
+            curves.append((found.record.spec.seed, [p[0] for p in points], [p[1] for p in points]))
     return curves
 
 
@@ -187,7 +186,7 @@ def learning_curve(row: Row, title: str) -> bytes | None:
     curves = _curves(row)
     if not curves:
         return None
-    what = {"bound": ", upper bound", "estimate": ", estimate"}.get(likelihood_kind(row.likelihood), "")
+    what = CURVE_KINDS.get(row.likelihood_kind, "")
     with matplotlib.style.context("default"):
         figure = Figure(figsize=FIGSIZE, dpi=DPI)
         axes = figure.add_subplot()

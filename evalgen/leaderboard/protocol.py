@@ -17,6 +17,7 @@ from evalgen.leaderboard.board import Board
 from evalgen.leaderboard.collect import Found
 from evalgen.leaderboard.escape import clean_text, markdown_code, markdown_text
 from evalgen.leaderboard.formats import GENERATED, markdown_table
+from evalgen.record_types import RunRecord
 
 __all__ = ["BUDGET_FIELDS", "PLOTTED_WITH", "protocol_markdown"]
 
@@ -33,8 +34,8 @@ def _text(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
-def _first_of_each(found: list[Found], name: Callable[[dict[str, Any]], str]) -> list[dict[str, Any]]:
-    firsts: dict[str, dict[str, Any]] = {}
+def _first_of_each(found: list[Found], name: Callable[[RunRecord], str]) -> list[RunRecord]:
+    firsts: dict[str, RunRecord] = {}
     for item in found:
         firsts.setdefault(name(item.record), item.record)
     return [firsts[key] for key in sorted(firsts)]
@@ -42,16 +43,16 @@ def _first_of_each(found: list[Found], name: Callable[[dict[str, Any]], str]) ->
 
 def _datasets(found: list[Found]) -> str:
     rows = []
-    for record in _first_of_each(found, lambda r: r["dataset"]["name"]):
-        data = record["dataset"]
-        rows.append([data["name"], data["kind"], "×".join(map(str, data["shape"])), _text(data["levels"]),
-                     " / ".join(f"{n:,}" for n in data["sizes"]), _text(data["checksum"]), data["source"]])
+    for record in _first_of_each(found, lambda r: r.dataset.name):
+        data = record.dataset
+        rows.append([data.name, data.kind, "×".join(map(str, data.shape)), _text(data.levels),
+                     " / ".join(f"{n:,}" for n in data.sizes), _text(data.checksum), data.source])
     return markdown_table(["dataset", "kind", "shape", "levels", "train / valid / test", "sha256 of the data",
                            "source"], rows, [False, False, False, True, True, False, False])
 
 
 def _budgets(found: list[Found]) -> str:
-    budgets = [r["training"]["budget"] for r in _first_of_each(found, lambda r: r["spec"]["budget"])]
+    budgets = [r.training.budget.to_dict() for r in _first_of_each(found, lambda r: r.spec.budget)]
     extra = sorted({k for b in budgets for k in b} - set(BUDGET_FIELDS))
     names = [f for f in BUDGET_FIELDS if any(f in b for b in budgets)] + extra
     return markdown_table(names, [[_text(b.get(f)) for f in names] for b in budgets],
@@ -63,7 +64,7 @@ def _counted(values: list[str]) -> str:
 
 
 def _hardware(found: list[Found]) -> str:
-    pairs = Counter((r["provenance"]["device_name"], r["provenance"]["platform"]) for r in (f.record for f in found))
+    pairs = Counter((f.record.provenance.device_name, f.record.provenance.platform) for f in found)
     return markdown_table(["device", "platform", "records"],
                           [[device, platform, str(n)] for (device, platform), n in sorted(pairs.items())],
                           [False, False, True])
@@ -71,11 +72,11 @@ def _hardware(found: list[Found]) -> str:
 
 def _versions(found: list[Found]) -> str:
     records = [f.record for f in found]
-    lines = [f"- {title}: {markdown_text(_counted([_text(r['provenance'][key]) for r in records]))}"
+    lines = [f"- {title}: {markdown_text(_counted([_text(getattr(r.provenance, key)) for r in records]))}"
              for title, key in VERSIONS]
-    plugins = sorted({r["spec"]["plugin"] for r in records})
+    plugins = sorted({r.spec.plugin for r in records})
     lines += [f"- plugin {markdown_text(name)}: " + markdown_text(
-              _counted([_text(r["model"]["plugin_version"]) or "—" for r in records if r["spec"]["plugin"] == name]))
+              _counted([_text(r.model.plugin_version) or "—" for r in records if r.spec.plugin == name]))
               for name in plugins]
     return "\n".join(lines)
 

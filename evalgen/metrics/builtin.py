@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from evalgen.datasets.base import Dataset
 from evalgen.errors import DataUnavailableError
 from evalgen.markers import hookimpl
+from evalgen.metrics.columns import MetricColumn, read_field
 from evalgen.metrics.nll import summarize_nll
 from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.types import DataKind, Likelihood
@@ -31,7 +33,16 @@ def _test_nll(inputs: MetricInputs) -> dict[str, Any]:
                           "estimator": "ELBO (IWAE, K=1): one sample per example"}
     if inputs.likelihood_details is not None:
         result["details"] = inputs.likelihood_details
+    if inputs.dataset.true_log_prob is not None:  # the truth a density model is measured against
+        result["data_density"] = _data_density(inputs.dataset)
     return result
+
+
+def _data_density(dataset: Dataset) -> dict[str, Any]:
+    """The test NLL of the data's own closed-form density (continuous toy data), in nats."""
+    log_p = dataset.true_log_prob(dataset.test.x).double()
+    return {"nats": float(-log_p.mean()), "nats_sem": float(log_p.std() / len(log_p) ** 0.5),
+            "estimator": "exact: the dataset's closed-form density on its test set"}
 
 
 def _extractor_reason(inputs: MetricInputs) -> str | None:
@@ -92,23 +103,50 @@ def _outliers(inputs: MetricInputs) -> dict[str, Any]:
             "headline": headline, "sets": sets}
 
 
+def _headline_auroc(section: Mapping[str, Any]) -> Any:
+    return read_field(section, f"sets.{section.get('headline')}.auroc")
+
+
+def _auroc_label(section: Mapping[str, Any]) -> str | None:
+    return f"{section['score']} vs {section['headline']}" if _headline_auroc(section) is not None else None
+
+
+NLL_COLUMNS = (
+    MetricColumn("bits_per_dim", "test NLL (bits/dim)", "bits_per_dim", digits=3, likelihood=True),
+    MetricColumn("nll_nats", "test NLL (nats)", "nats", digits=2, likelihood=True, always=True,
+                 reference="data_density.nats"),
+    MetricColumn("elbo_nats", "-ELBO (nats)", "elbo.nats", digits=2, prefix="≤ "),
+)
+SAMPLE_QUALITY_COLUMNS = (
+    MetricColumn("inception_score", "IS", "inception_score_mean", digits=3, label="extractor"),
+    MetricColumn("fid", "FID", "fid", digits=2, label="extractor"),
+    MetricColumn("kid", "KID", "kid_mean", digits=4, label="extractor"),
+)
+OUTLIER_COLUMNS = (MetricColumn("auroc", "AUROC", "auroc", digits=3, value=_headline_auroc, describe=_auroc_label),)
+MODE_COLUMNS = (
+    MetricColumn("modes_covered", "modes", "modes_covered", digits=1, out_of="num_modes"),
+    MetricColumn("high_quality", "HQ %", "high_quality", digits=1, scale=100.0),
+    MetricColumn("mode_kl", "mode KL", "mode_kl", digits=3),
+)
+
 BUILTIN_METRICS = (
     MetricSpec("test_nll", "test negative log-likelihood (nats/example, bits/dim)",
                needs=frozenset({"log_prob"}), data_kinds=frozenset(DataKind),
-               higher_is_better={"nats": False, "bits_per_dim": False}, compute=_test_nll),
+               higher_is_better={"nats": False, "bits_per_dim": False, "elbo.nats": False}, compute=_test_nll,
+               columns=NLL_COLUMNS),
     MetricSpec("sample_quality", "Inception Score, FID, KID, precision/recall via torch-fidelity",
                needs=frozenset({"samples", "images"}), data_kinds=IMAGE_KINDS,
                higher_is_better={"inception_score_mean": True, "fid": False, "kid_mean": False,
                                  "precision": True, "recall": True},
-               compute=_sample_quality, applies=_extractor_reason),
+               compute=_sample_quality, applies=_extractor_reason, columns=SAMPLE_QUALITY_COLUMNS),
     MetricSpec("outliers", "outlier-detection AUROC, AUPR, FPR@95%TPR (synthetic and OOD sets)",
                needs=frozenset({"outlier_score", "images"}), data_kinds=IMAGE_KINDS,
                higher_is_better={"auroc": True, "aupr": True, "fpr_at_95_tpr": False},
-               compute=_outliers),
+               compute=_outliers, columns=OUTLIER_COLUMNS),
     MetricSpec("mode_coverage", "modes covered, high-quality fraction and KL to the mode weights (mode collapse)",
                needs=frozenset({"samples"}), data_kinds=frozenset(DataKind),
                higher_is_better={"modes_covered": True, "high_quality": True, "mode_kl": False},
-               compute=_mode_coverage, applies=_mode_coverage_reason),
+               compute=_mode_coverage, applies=_mode_coverage_reason, columns=MODE_COLUMNS),
 )
 
 

@@ -47,9 +47,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import scipy.linalg
 import torch
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
@@ -60,7 +60,7 @@ from torch_fidelity.utils import get_featuresdict_from_dataset
 from evalgen.datasets.base import Dataset
 from evalgen.datasets.files import user_cache_dir
 from evalgen.errors import EvalgenError
-from evalgen.metrics import extractors
+from evalgen.metrics import extractors, frechet
 from evalgen.metrics.cache import BadCacheEntry, cache_folder, read_array, remove_legacy_sample_features, write_array
 from evalgen.metrics.extractors import DOMAIN_EXTRACTORS, PREPROCESSING, ensure_extractor, to_uint8
 from evalgen.metrics.inception import INCEPTION_EXTRACTOR, INCEPTION_LAYERS, build_inception, resolve_inception_weights
@@ -188,42 +188,11 @@ def reference_key(dataset: Dataset, split: str, num_reference: int, extractor_na
     return f"evalgen-ref-{dataset.name}-{split}-{num_reference}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
 
 
-def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> tuple[float, str]:
-    """tr((S1 S2)^{1/2}) in float64: scipy's sqrtm, else a symmetric eigendecomposition."""
-    product = s1 @ s2
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # sqrtm warns on (near-)singular input; we check ourselves
-            root = scipy.linalg.sqrtm(product)
-        finite = bool(np.all(np.isfinite(root)))
-        if finite and np.iscomplexobj(root):
-            finite = bool(np.max(np.abs(np.diagonal(root).imag)) <= DEFAULTS["sqrtm_max_imag"])
-            root = root.real
-        if finite:
-            scale = max(np.linalg.norm(product), np.finfo(np.float64).tiny)
-            if np.linalg.norm(root @ root - product) / scale <= DEFAULTS["sqrtm_max_residual"]:
-                return float(np.trace(root)), "sqrtm"
-    except (np.linalg.LinAlgError, ValueError):
-        pass
-    # S1 S2 is similar to S1^{1/2} S2 S1^{1/2}, which is symmetric PSD: same eigenvalues, stable roots.
-    # Eigenvalues below rounding level (relative to the largest) are zeros of a singular matrix.
-    def nonnegative(w: np.ndarray) -> np.ndarray:
-        return np.where(w > len(w) * np.finfo(np.float64).eps * max(np.max(np.abs(w)), 0.0), w, 0.0)
-
-    w1, v1 = np.linalg.eigh(s1)
-    half = (v1 * np.sqrt(nonnegative(w1))) @ v1.T
-    eig = np.linalg.eigvalsh(half @ s2 @ half)
-    return float(np.sum(np.sqrt(nonnegative(eig)))), "eigh"
-
-
 def frechet_distance(features_1, features_2) -> tuple[float, str]:
-    """FID between two feature sets (N, D), in float64; returns (value, square-root method)."""
-    f1, f2 = (np.asarray(f, dtype=np.float64) for f in (features_1, features_2))
-    mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
-    s1, s2 = np.atleast_2d(np.cov(f1, rowvar=False)), np.atleast_2d(np.cov(f2, rowvar=False))
-    diff = mu1 - mu2
-    tr_root, method = _trace_sqrt_product(s1, s2)
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_root), method
+    """FID between two feature sets (N, D), in float64, with evalgen's tolerances
+    (`evalgen.metrics.frechet.frechet_distance`); returns (value, square-root method)."""
+    return frechet.frechet_distance(features_1, features_2, max_imag=DEFAULTS["sqrtm_max_imag"],
+                                    max_residual=DEFAULTS["sqrtm_max_residual"])
 
 
 def prc_subsets(num_generated: int, num_reference: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -335,6 +304,33 @@ def _clean_cache(root: Path) -> Path:
     return cache_folder(root, FEATURES_DIR)
 
 
+def _reference_split(dataset: Dataset, split: str, num_reference: int | None) -> tuple[Any, int]:
+    """The reference split and how many of its first examples are compared with."""
+    if split not in SPLITS:
+        raise EvalgenError(f"unknown reference split '{split}' (known: {', '.join(SPLITS)})")
+    reference = getattr(dataset, split)
+    n_ref = len(reference) if num_reference is None else int(num_reference)
+    if not MIN_SAMPLES <= n_ref <= len(reference):
+        raise EvalgenError(f"num_reference must be between {MIN_SAMPLES} and {len(reference)} "
+                           f"(the size of the {split} split), got {n_ref}")
+    return reference, n_ref
+
+
+def _fid_notes(f1: np.ndarray, f2: np.ndarray, fid: float, fid_tf: float, method: str, extractor: str) -> list[str]:
+    """What makes an FID less trustworthy: the fallback root, too few samples, disagreement."""
+    notes, dim = [], f1.shape[1]
+    if method != "sqrtm":
+        notes.append("FID: scipy sqrtm failed, went complex or was inaccurate; used the eigh fallback")
+    for what, count in (("generated", len(f1)), ("reference", len(f2))):
+        if count < dim:
+            notes.append(f"{count} {what} samples < feature dimension {dim} ({extractor}): the covariance is "
+                         f"singular and FID/KID are unreliable; use more samples")
+    scale = float(np.var(f1, axis=0).sum() + np.var(f2, axis=0).sum()) + abs(fid)
+    if abs(fid - fid_tf) > DEFAULTS["fid_agreement_rtol"] * scale:
+        notes.append(f"FID {fid:.6g} (float64) disagrees with torch-fidelity's {fid_tf:.6g}")
+    return notes
+
+
 def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | None = None,
                    reference_split: str = DEFAULTS["reference_split"], num_reference: int | None = None,
                    cache_dir: Path | None = None, device: torch.device | str = "cpu",
@@ -357,13 +353,7 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
     name = extractor or dataset.feature_extractor
     if name is None:
         raise EvalgenError(f"dataset '{dataset.name}' has no default feature extractor; pass extractor=")
-    if reference_split not in SPLITS:
-        raise EvalgenError(f"unknown reference split '{reference_split}' (known: {', '.join(SPLITS)})")
-    reference = getattr(dataset, reference_split)
-    n_ref = len(reference) if num_reference is None else int(num_reference)
-    if not MIN_SAMPLES <= n_ref <= len(reference):
-        raise EvalgenError(f"num_reference must be between {MIN_SAMPLES} and {len(reference)} "
-                           f"(the size of the {reference_split} split), got {n_ref}")
+    reference, n_ref = _reference_split(dataset, reference_split, num_reference)
     root = Path(cache_dir) if cache_dir is not None else user_cache_dir()
     features_dir = _clean_cache(root)
     ext = _resolve_extractor(name, dataset, root, inception_weights, notes, load_dataset)
@@ -388,15 +378,7 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
     fid, method = frechet_distance(f1.numpy(), f2.numpy())
     dim = int(f1.shape[1])
     fid_tf = float(metrics["frechet_inception_distance"])
-    if method != "sqrtm":
-        notes.append("FID: scipy sqrtm failed, went complex or was inaccurate; used the eigh fallback")
-    for what, count in (("generated", n), ("reference", n_ref)):
-        if count < dim:
-            notes.append(f"{count} {what} samples < feature dimension {dim} ({ext.name}): the covariance is "
-                         f"singular and FID/KID are unreliable; use more samples")
-    scale = float(np.var(f1.numpy(), axis=0).sum() + np.var(f2.numpy(), axis=0).sum()) + abs(fid)
-    if abs(fid - fid_tf) > DEFAULTS["fid_agreement_rtol"] * scale:
-        notes.append(f"FID {fid:.6g} (float64) disagrees with torch-fidelity's {fid_tf:.6g}")
+    notes += _fid_notes(f1.numpy(), f2.numpy(), fid, fid_tf, method, ext.name)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     return FidelityResult(

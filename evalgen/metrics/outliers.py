@@ -146,6 +146,24 @@ def _smooth_noise(shape: tuple[int, ...], levels: int, num: int, gen: torch.Gene
     return values.reshape((num, *shape))
 
 
+def _outlier_arguments(shape: Sequence[int], levels: int, num: int,
+                       kinds: Sequence[str] | None) -> tuple[tuple[int, ...], int, int, tuple[str, ...]]:
+    """`synthetic_outliers`' arguments checked (one-line errors) and normalized."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) < 2 or any(s < 1 for s in shape):
+        raise EvalgenError(f"synthetic outliers are images: shape must be (C, H, W) or (H, W), got {shape}")
+    if int(levels) != levels or levels < 2:
+        raise EvalgenError(f"levels must be an integer >= 2, got {levels}")
+    if int(num) != num or num < 0:
+        raise EvalgenError(f"num must be a non-negative integer, got {num}")
+    wanted = tuple(SYNTHETIC_OUTLIER_KINDS if kinds is None else kinds)
+    unknown = [k for k in wanted if k not in SYNTHETIC_OUTLIER_KINDS]
+    if unknown:
+        raise EvalgenError(
+            f"unknown synthetic outlier kind '{unknown[0]}' (known: {', '.join(SYNTHETIC_OUTLIER_KINDS)})")
+    return shape, int(levels), int(num), wanted
+
+
 def synthetic_outliers(shape: Sequence[int], levels: int, num: int, generator: torch.Generator,
                        kinds: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """Synthetic outlier images in STORED values: float32 integers in {0, ..., levels-1}.
@@ -175,20 +193,7 @@ def synthetic_outliers(shape: Sequence[int], levels: int, num: int, generator: t
           the normal CDF onto the levels (blobs spanning the full range; locally smooth, so it
           probes whether a model rewards smoothness rather than content).
     """
-    shape = tuple(int(s) for s in shape)
-    if len(shape) < 2 or any(s < 1 for s in shape):
-        raise EvalgenError(f"synthetic outliers are images: shape must be (C, H, W) or (H, W), got {shape}")
-    if int(levels) != levels or levels < 2:
-        raise EvalgenError(f"levels must be an integer >= 2, got {levels}")
-    if int(num) != num or num < 0:
-        raise EvalgenError(f"num must be a non-negative integer, got {num}")
-    levels, num = int(levels), int(num)
-    wanted = tuple(SYNTHETIC_OUTLIER_KINDS if kinds is None else kinds)
-    unknown = [k for k in wanted if k not in SYNTHETIC_OUTLIER_KINDS]
-    if unknown:
-        raise EvalgenError(
-            f"unknown synthetic outlier kind '{unknown[0]}' (known: {', '.join(SYNTHETIC_OUTLIER_KINDS)})"
-        )
+    shape, levels, num, wanted = _outlier_arguments(shape, levels, num, kinds)
     device = generator.device
     seeds = torch.randint(0, 2**62, (len(SYNTHETIC_OUTLIER_KINDS),), generator=generator, device=device).tolist()
     seed_of = dict(zip(SYNTHETIC_OUTLIER_KINDS, seeds))

@@ -6,6 +6,7 @@ that applies; a metric that does not apply is recorded as skipped, with the reas
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,19 @@ import torch
 
 from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset
+from evalgen.metrics.columns import MetricColumn
 from evalgen.types import DataKind, DatasetInfo, Likelihood, LikelihoodKind
 
-#: What a metric can ask for.
+#: What a metric can ask for in ``MetricSpec.needs``; a metric whose needs a model or dataset
+#: lacks is recorded as skipped, with the reason:
+#:
+#: * ``samples``: the model's samples (``MetricInputs.samples``; every model has them).
+#: * ``log_prob``: a likelihood: the test set's log_prob (``test_log_prob``); not for implicit
+#:   models (``LikelihoodKind.NONE``).
+#: * ``outlier_score``: a per-example outlier score (``outlier_score``, ``test_outlier_scores``):
+#:   the family's own, or -log p(x) / D for models with a likelihood.
+#: * ``labels``: a dataset with class labels (``dataset.num_classes``).
+#: * ``images``: image data, examples of shape (C, H, W) (``info.shape``).
 NEEDS = frozenset({"samples", "log_prob", "outlier_score", "labels", "images"})
 
 
@@ -40,6 +51,8 @@ class MetricInputs:
         outlier_score_label: how the outlier score is computed, for the tables.
         load_dataset: name -> Dataset, for metrics that compare with other datasets.
         budget, seed, device: of the run.
+        plugin: the family of the model scored (``--plugin``); "" when not known.
+        model: the model variant scored (its ``ModelSpec.name``); "" when not known.
     """
 
     dataset: Dataset
@@ -57,6 +70,8 @@ class MetricInputs:
     cache_dir: Path | None = None
     test_elbo: torch.Tensor | None = None
     likelihood_details: dict[str, Any] | None = None
+    plugin: str = ""
+    model: str = ""
 
     def available(self) -> set[str]:
         have = set()
@@ -82,9 +97,12 @@ class MetricSpec:
         summary: one line for listings.
         needs: subset of `NEEDS`; the metric is skipped when the model or data lacks one.
         data_kinds: data kinds it applies to.
-        higher_is_better: for each headline value it reports, whether higher is better.
+        higher_is_better: for each headline value it reports (a key of its result, or a dotted
+            path into it), whether higher is better: the direction of its columns.
         compute: `MetricInputs` -> a JSON-serializable dict (it may raise EvalgenError).
         applies: optional extra check: inputs -> None if it applies, else the reason it does not.
+        columns: what it shows in tables and leaderboards (`MetricColumn`); when empty, one
+            column per ``higher_is_better`` entry, titled by its key.
     """
 
     name: str
@@ -94,6 +112,19 @@ class MetricSpec:
     higher_is_better: Mapping[str, bool]
     compute: Callable[[MetricInputs], dict[str, Any]]
     applies: Callable[[MetricInputs], str | None] | None = field(default=None)
+    columns: tuple[MetricColumn, ...] = ()
+
+    def table_columns(self) -> tuple[MetricColumn, ...]:
+        """The declared columns, or one per ``higher_is_better`` entry."""
+        if self.columns:
+            return self.columns
+        return tuple(MetricColumn(re.sub(r"[^a-z0-9_]", "_", f"{self.name}_{key}".lower()), key, key)
+                     for key in self.higher_is_better)
+
+    def better(self, column: MetricColumn) -> str | None:
+        """"lower", "higher", or None (shown, not ranked) for one of its columns."""
+        higher = self.higher_is_better.get(column.field)
+        return None if higher is None else ("higher" if higher else "lower")
 
     def skip_reason(self, inputs: MetricInputs) -> str | None:
         if inputs.info.kind not in self.data_kinds:

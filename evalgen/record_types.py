@@ -1,0 +1,194 @@
+"""The run record as types: what `evalgen.records` writes and reads back, and what the tables,
+the leaderboard and the CLI summary read, by attribute rather than by string keys.
+
+A record is built by the harness (`evalgen.harness.runner`) from these parts and serialized by
+`RunRecord.to_dict` (the JSON of `evalgen.record_schema`); `RunRecord.from_dict` turns a record
+that `evalgen.records.read_record` has already validated back into them. The JSON Schema is tested
+against these fields (`tests/test_records.py`), so the two cannot drift apart.
+
+Metric sections stay metric-owned JSON (``metrics[name]``, a dict, or ``{"skipped": why}``): each
+metric declares the columns it contributes and where they are read from
+(`evalgen.metrics.registry.MetricColumn`), so no reader hard-codes their keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, NamedTuple
+
+from evalgen.budgets import Budget
+from evalgen.runspec import RunSpec
+from evalgen.types import LikelihoodKind
+
+__all__ = ["DatasetSection", "HistoryRow", "ImportanceSamples", "ModelSection", "Provenance", "RunRecord",
+           "Sampling", "TrainingSection"]
+
+#: A metric section: the metric's own numbers, or ``{"skipped": "<why>"}``.
+MetricSection = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ImportanceSamples:
+    """Importance samples per example of an importance-sampled likelihood (IWAE's K)."""
+
+    test: int
+    validation: int
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The model that was trained.
+
+    Attributes:
+        likelihood: what its log_prob is, as shown: ``"exact"``, ``"lower bound (IWAE, K=100)"``.
+        likelihood_kind: the kind alone; tables and leaderboards read this, never the label.
+        parameters: number of trainable parameters.
+        representation: how the data reached it (`evalgen.types.Representation` value).
+        options: every plugin option it was built with, defaults included; None when unknown
+            (a record of schema 1, or a plugin that declares no options).
+    """
+
+    likelihood: str
+    likelihood_kind: LikelihoodKind
+    parameters: int
+    summary: str
+    family_summary: str
+    reference: str
+    representation: str
+    plugin_version: str | None
+    importance_samples: ImportanceSamples | None
+    options: dict[str, Any] | None
+
+    @property
+    def has_likelihood(self) -> bool:
+        return self.likelihood_kind is not LikelihoodKind.NONE
+
+
+@dataclass(frozen=True)
+class DatasetSection:
+    """The data it was trained and scored on: ``sizes`` = (train, valid, test) examples."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    levels: int | None
+    checksum: str | None
+    source: str
+    sizes: tuple[int, int, int]
+
+    @property
+    def num_dims(self) -> int:
+        return math.prod(self.shape)
+
+
+class HistoryRow(NamedTuple):
+    """One validation point: step, wall-clock training seconds, train loss, validation NLL (nats)."""
+
+    step: int
+    seconds: float
+    train_loss: float | None
+    valid_nll: float | None
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    """How training went under its budget (seconds are training steps only, not evaluation)."""
+
+    budget: Budget
+    seconds: float
+    steps: int
+    examples: int
+    stopped_by: str | None
+    best_step: int | None
+    best_valid_nll_nats: float | None
+    diverged_at_step: int | None
+    divergence: str | None
+    history: tuple[HistoryRow, ...]
+    #: every scalar the train step reported, one mean per validation interval
+    losses: dict[str, list[float | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The software and hardware that produced the record."""
+
+    evalgen_version: str
+    git_commit: str | None
+    torch_version: str
+    cuda_version: str | None
+    python_version: str
+    platform: str
+    device: str
+    device_name: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How many samples were drawn for the sample-based metrics, and how fast."""
+
+    num_samples: int
+    seconds: float
+    samples_per_second: float | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run: its identity (``spec``, ``key``), what was trained on what, how, and its metrics."""
+
+    schema: str
+    key: str
+    status: str  # "ok" or "diverged"
+    spec: RunSpec
+    model: ModelSection
+    dataset: DatasetSection
+    training: TrainingSection
+    metrics: dict[str, MetricSection]
+    samples_grid: str | None
+    provenance: Provenance
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def sampling(self) -> Sampling | None:
+        section = self.metrics.get("sampling")
+        return None if not section else Sampling(**{f.name: section.get(f.name) for f in fields(Sampling)})
+
+    def metric(self, name: str) -> MetricSection | None:
+        """The section of metric ``name``; None when it was not computed or was skipped."""
+        section = self.metrics.get(name)
+        return None if not section or "skipped" in section else section
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's JSON (`evalgen.record_schema`)."""
+        payload = asdict(self)
+        payload["model"]["likelihood_kind"] = self.model.likelihood_kind.value
+        payload["dataset"]["shape"] = list(self.dataset.shape)
+        payload["dataset"]["sizes"] = list(self.dataset.sizes)
+        payload["training"]["history"] = [list(row) for row in self.training.history]
+        return payload
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """The typed record of a record's JSON, validated beforehand (`evalgen.records.read_record`)."""
+        model, dataset, training = dict(data["model"]), dict(data["dataset"]), dict(data["training"])
+        samples = model["importance_samples"]
+        model.update(likelihood_kind=LikelihoodKind(model["likelihood_kind"]),
+                     importance_samples=None if samples is None else ImportanceSamples(**samples))
+        dataset.update(shape=tuple(dataset["shape"]), sizes=tuple(dataset["sizes"]))
+        training.update(budget=Budget(**_known(Budget, training["budget"])),
+                        history=tuple(HistoryRow(*row) for row in training["history"]))
+        return cls(schema=data["schema"], key=data["key"], status=data["status"], spec=RunSpec(**data["spec"]),
+                   model=ModelSection(**_known(ModelSection, model)),
+                   dataset=DatasetSection(**_known(DatasetSection, dataset)),
+                   training=TrainingSection(**_known(TrainingSection, training)),
+                   metrics=data["metrics"], samples_grid=data.get("samples_grid"),
+                   provenance=Provenance(**_known(Provenance, data["provenance"])))
+
+
+def _known(cls: type, section: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``cls`` in ``section``: a record may carry more (the schema allows it)."""
+    return {f.name: section[f.name] for f in fields(cls)}
