@@ -108,7 +108,7 @@ def summary_frame(frame: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def format_cell(mean: float | None, std: float | None, n: int, digits: int = 3) -> str:
+def format_cell(mean: float | None, std: float | None, n: int, digits: int) -> str:
     """'1.234' for one seed, '1.234 ± 0.010 (n=3)' over several, '' for none."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return ""

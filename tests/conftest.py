@@ -13,6 +13,21 @@ TESTS_DIR = Path(__file__).resolve().parent
 SHARED_DATA = Path(os.environ.get("EVALGEN_TEST_DATA", TESTS_DIR.parents[1] / "shared" / "data"))
 
 
+def data_missing(reason: str) -> None:
+    """Skip a data-backed test for ``reason`` on a developer's machine; under CI, which must run
+    them all, fail instead (a CI that lost the data must not pass without its data tests)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run the data-backed tests", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under CI, no data is one line and a failed suite before any test runs."""
+    if os.environ.get("CI") == "true" and not SHARED_DATA.is_dir() and not hasattr(config, "workerinput"):
+        raise pytest.UsageError(f"CI=true but the test data is missing: {SHARED_DATA} is not a folder "
+                                f"(set EVALGEN_TEST_DATA or check out ../shared/data)")
+
+
 @pytest.fixture(autouse=True)
 def _offline_and_private_cache(tmp_path_factory, monkeypatch):
     """Tests never download and never touch the user's cache or data directory."""
@@ -28,7 +43,7 @@ def _offline_and_private_cache(tmp_path_factory, monkeypatch):
 def data_copy(tmp_path_factory) -> Path:
     """A private copy of ../shared/data (which is read-only)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (set EVALGEN_TEST_DATA)")
+        data_missing(f"shared data not found at {SHARED_DATA} (set EVALGEN_TEST_DATA)")
     target = tmp_path_factory.mktemp("data") / "data"
     shutil.copytree(SHARED_DATA, target)
     for path in target.rglob("*"):

@@ -1,5 +1,6 @@
 """The command line: bad input gives one line and a non-zero exit, and never harms results."""
 
+import math
 import os
 import signal
 import subprocess
@@ -7,11 +8,23 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.linalg
+import scipy.special
+import torch
 from click.testing import CliRunner
+from reference_metrics import frechet_distance, inception_score, unbiased_mmd2_poly
+from sklearn.metrics import roc_auc_score
 from toy_plugins import assert_one_line_error
 
+from evalgen import load_dataset
 from evalgen.cli import main
+from evalgen.harness.checkpoints import checkpoint_path, read_checkpoint
+from evalgen.harness.evaluation import SAMPLE_SEED_OFFSET
+from evalgen.metrics.builtin import OUTLIER_SEED, SYNTHETIC_OUTLIERS
+from evalgen.metrics.extractors import EMBEDDING, LOGITS, ensure_extractor, extract_features, to_uint8
+from evalgen.metrics.outliers import synthetic_outliers
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -93,11 +106,22 @@ def test_unwritable_output_directory(tmp_path, unit_budget):
 
 
 def test_mnist_offline_from_the_data_dir(tmp_path, data_copy, monkeypatch):
+    """References: the baseline's test NLL is -mean log p of the data dir's MNIST test set under its
+    checkpoint's logits (numpy); bits/dim = nats / (784 ln 2), between 0 (a discrete NLL, offset D ln 256
+    included) and 0.9 of the uniform model's 8 bits/dim."""
     monkeypatch.setenv("EVALGEN_DATA_DIR", str(data_copy))
+    out = tmp_path / "out"
     result = invoke("run", "--plugin", "flows", "--model", "realnvp", "--dataset", "mnist",
-                    "--budget", "smoke", "--out", str(tmp_path / "out"))
+                    "--budget", "smoke", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "flows:realnvp" in result.output and "baselines:categorical" in result.output
+    key = "baselines--categorical--mnist--smoke--seed0"
+    test_x = load_dataset("mnist").test.x
+    baseline = load_record(out, key)["metrics"]["test_nll"]
+    assert baseline["nats"] == pytest.approx(-factorized_log_prob(factorized_logits(out, key), test_x).mean(), rel=1e-6)
+    for nll in (baseline, load_record(out, "flows--realnvp--mnist--smoke--seed0")["metrics"]["test_nll"]):
+        assert nll["bits_per_dim"] == pytest.approx(nll["nats"] / (784 * math.log(2)), rel=1e-12)
+        assert 0 < nll["bits_per_dim"] < 0.9 * 8
 
 
 def test_mnist_with_an_empty_data_dir_says_what_to_put_where(tmp_path, monkeypatch):
@@ -177,6 +201,37 @@ def load_record(out, key):
     return json.loads((out / "records" / f"{key}.json").read_text())
 
 
+# --- independent references: numpy/scipy/sklearn on a run's checkpoint, not the harness's code ---
+
+def factorized_logits(out, key):
+    """The (D, L) logits of an independent-categorical checkpoint (the baseline and the toy family)."""
+    return read_checkpoint(checkpoint_path(out, key))["state_dict"]["logits"].double().numpy()
+
+
+def factorized_log_prob(logits, x):
+    """log p(x) = sum_d log softmax(logits_d)[x_d], in numpy: (N,) nats."""
+    log_p = scipy.special.log_softmax(logits, axis=1)
+    index = x.reshape(len(x), -1).long().numpy()
+    return log_p[np.arange(log_p.shape[0]), index].sum(axis=1)
+
+
+def uniform_noise_auroc(log_prob, dataset):
+    """sklearn's AUROC of the score -log p(x)/D, the dataset's test set (label 0) against the harness's
+    uniform-noise outliers (label 1: the same seeded set, `synthetic_outliers`)."""
+    test = dataset.test.x
+    generator = torch.Generator().manual_seed(OUTLIER_SEED)
+    noise = synthetic_outliers(dataset.shape, dataset.levels, min(len(test), SYNTHETIC_OUTLIERS),
+                               generator)["uniform-noise"]
+    scores = -np.concatenate([log_prob(test), log_prob(noise)])
+    return roc_auc_score(np.r_[np.zeros(len(test)), np.ones(len(noise))], scores)
+
+
+def digits_features(stored, levels):
+    """The digits classifier's logits and embedding of stored values, straight from the extractor."""
+    weights = ensure_extractor("digits-classifier")  # the one the run trained into the tests' cache
+    return {k: v.numpy() for k, v in extract_features(to_uint8(stored, levels), weights).items()}
+
+
 def test_help_and_listing_name_the_binary_datasets():
     help_text = " ".join(invoke("run", "--help").output.split())
     assert "default: the family's default dataset, else digits" in help_text
@@ -187,6 +242,9 @@ def test_help_and_listing_name_the_binary_datasets():
 
 
 def test_a_family_default_dataset_is_used_when_dataset_is_omitted(tmp_path, default_families):
+    """References for the toy model's numbers: -mean log p(test) and the uniform-noise AUROC recomputed
+    with numpy/sklearn from its checkpoint's logits; bits/dim = nats / (16 ln 2); the uniform model's
+    16 ln 2 nats, which 100 steps of fitting the pixel frequencies beat."""
     out = tmp_path / "out"
     result = invoke("run", "--plugin", "tinydefault", "--budget", "unit", "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -197,11 +255,18 @@ def test_a_family_default_dataset_is_used_when_dataset_is_omitted(tmp_path, defa
     record = load_record(out, "tinydefault--toy--tiny-binarized-digits--unit--seed0")
     assert record["dataset"]["shape"] == [1, 4, 4] and record["dataset"]["levels"] == 2
     metrics = record["metrics"]
-    assert metrics["test_nll"]["num_dims"] == 16 and metrics["test_nll"]["bits_per_dim"] > 0
+    nll = metrics["test_nll"]
+    dataset = load_dataset("tiny-binarized-digits")
+    logits = factorized_logits(out, "tinydefault--toy--tiny-binarized-digits--unit--seed0")
+    assert nll["num_dims"] == 16 and nll["num_examples"] == len(dataset.test)
+    assert nll["nats"] == pytest.approx(-factorized_log_prob(logits, dataset.test.x).mean(), rel=1e-6)
+    assert nll["bits_per_dim"] == pytest.approx(nll["nats"] / (16 * math.log(2)), rel=1e-12)
+    assert nll["nats"] < 16 * math.log(2) - 1.0  # beats the uniform model by more than a nat
     # No classifier for 4x4 images: sample quality and mode coverage say why they were skipped.
     assert metrics["sample_quality"] == {"skipped": "dataset 'tiny-binarized-digits' names no feature extractor"}
     assert "tiny-binarized-digits" in metrics["mode_coverage"]["skipped"]
-    assert 0 <= metrics["outliers"]["sets"]["uniform-noise"]["auroc"] <= 1
+    auroc = metrics["outliers"]["sets"]["uniform-noise"]["auroc"]
+    assert auroc == pytest.approx(uniform_noise_auroc(lambda x: factorized_log_prob(logits, x), dataset), abs=1e-4)
 
 
 def test_an_explicit_dataset_wins_and_an_unknown_default_is_one_line(tmp_path, default_families):
@@ -219,6 +284,12 @@ def test_an_explicit_dataset_wins_and_an_unknown_default_is_one_line(tmp_path, d
 
 
 def test_baselines_on_binarized_digits_fill_nll_sample_quality_and_auroc(tmp_path):
+    """References, all from the run's checkpoint outside the harness: the test NLL is -mean log p(test)
+    of its logits (numpy); the samples, redrawn from it with the run's sampling seed, give the recorded
+    IS (numpy, Salimans et al. over torch-fidelity's 10 shuffled splits), FID (scipy sqrtm) and KID
+    (the unbiased polynomial-kernel MMD^2 of all pairs, within 4 standard errors of the mean over the
+    subsets) on the digits classifier's features of them and of the test set; the uniform-noise AUROC
+    is sklearn's on -log p(x)/D, and exceeds 0.9 (a sign flip gives below 0.1)."""
     out = tmp_path / "out"
     result = invoke("run", "--plugin", "baselines", "--dataset", "binarized-digits", "--budget", "smoke",
                     "--out", str(out))
@@ -230,11 +301,30 @@ def test_baselines_on_binarized_digits_fill_nll_sample_quality_and_auroc(tmp_pat
     m = record["metrics"]
     nll = m["test_nll"]
     assert (nll["kind"], nll["levels"], nll["num_dims"]) == ("exact", 2, 64)
+    dataset = load_dataset("binarized-digits")
+    logits = factorized_logits(out, "baselines--categorical--binarized-digits--smoke--seed0")
+    assert nll["nats"] == pytest.approx(-factorized_log_prob(logits, dataset.test.x).mean(), rel=1e-6)
+    assert nll["bits_per_dim"] == pytest.approx(nll["nats"] / (64 * math.log(2)), rel=1e-12)
     assert 0 < nll["bits_per_dim"] < 1  # a Bernoulli model: at most 1 bit per binary pixel
+
     quality = m["sample_quality"]
     assert quality["extractor"] == "digits-classifier"
-    assert quality["fid"] >= 0 and quality["inception_score_mean"] >= 1 and "kid_mean" in quality
-    assert 0.5 <= m["outliers"]["sets"]["uniform-noise"]["auroc"] <= 1
+    n = m["sampling"]["num_samples"]
+    assert quality["num_generated"] == n == 256 and quality["num_reference"] == len(dataset.test)
+    device = torch.device(record["provenance"]["device"])  # the baseline's sampler, redrawn from the seed
+    probs = torch.softmax(torch.from_numpy(logits).float(), dim=1).to(device)
+    generator = torch.Generator(device=device).manual_seed(0 + SAMPLE_SEED_OFFSET)
+    draws = torch.multinomial(probs, n, replacement=True, generator=generator)
+    samples = draws.t().reshape(n, 1, 8, 8).float().cpu()
+    generated, real = digits_features(samples, 2), digits_features(dataset.test.x, 2)
+    assert quality["inception_score_mean"] == pytest.approx(inception_score(generated[LOGITS]), rel=1e-9)
+    assert quality["fid"] == pytest.approx(frechet_distance(generated[EMBEDDING], real[EMBEDDING]), rel=1e-6)
+    kid = unbiased_mmd2_poly(generated[EMBEDDING], real[EMBEDDING])
+    assert abs(quality["kid_mean"] - kid) <= 4 * quality["kid_std"] / 10 + 1e-9  # 100 subsets
+
+    auroc = m["outliers"]["sets"]["uniform-noise"]["auroc"]
+    assert auroc == pytest.approx(uniform_noise_auroc(lambda x: factorized_log_prob(logits, x), dataset), abs=1e-4)
+    assert auroc > 0.9
     assert m["mode_coverage"]["num_modes"] == 10
 
 

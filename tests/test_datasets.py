@@ -19,6 +19,7 @@ import numpy as np
 import pluggy
 import pytest
 import torch
+from conftest import data_missing
 
 from evalgen import hookspecs
 from evalgen.datasets import base, builtin, default_data_dir, digits, load_context_from_env, mnist, toys, user_cache_dir
@@ -46,7 +47,7 @@ def shared_data() -> Path:
     needed = [SHARED_DATA / folder / name for folder, names, _ in FILE_DATASETS.values() for name in names]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
-        pytest.skip(f"offline dataset files not found under {SHARED_DATA} (set EVALGEN_TEST_DATA): {missing[0]} ...")
+        data_missing(f"offline dataset files not found under {SHARED_DATA} (set EVALGEN_TEST_DATA): {missing[0]} ...")
     return SHARED_DATA
 
 

@@ -11,6 +11,7 @@ import pytest
 import scipy.linalg
 import scipy.spatial
 import torch
+from reference_metrics import unbiased_mmd2_poly
 
 from evalgen.datasets.base import LoadContext
 from evalgen.datasets.digits import load_digits
@@ -129,7 +130,11 @@ def test_binarized_mnist_is_scored_with_the_mnist_classifier(data_copy, mnist_we
     binarized = load_plugins().datasets.get("binarized-mnist").load(_context(data_copy))
     result = sample_quality(binarized.train.x[:1000], binarized, num_reference=1000)
     assert result.extractor == "mnist-classifier" and result.extractor_weights_sha256 == mnist_weights.sha256
-    assert result.inception_score_mean > 5 and np.isfinite(result.fid)
+    # Reference: the FID of the same images through the MNIST classifier's features, with scipy
+    f1 = extract_features(_independent_uint8(binarized.train.x[:1000], 2), mnist_weights)[EMBEDDING].numpy()
+    f2 = extract_features(_independent_uint8(binarized.test.x[:1000], 2), mnist_weights)[EMBEDDING].numpy()
+    assert result.fid == pytest.approx(_scipy_fid(f1, f2), rel=1e-6)
+    assert result.inception_score_mean > 5
 
 
 class _CountImages:
@@ -182,7 +187,11 @@ def test_few_samples_warn_about_the_feature_dimension():
     with pytest.warns(UserWarning, match="feature dimension 128"):
         result = sample_quality(digits.train.x[:50], digits)
     assert any("50 generated samples < feature dimension 128" in w for w in result.warnings)
-    assert np.isfinite(result.fid) and np.isfinite(result.kid_mean)
+    # Reference: computed anyway, and still the Fréchet distance of the features (scipy)
+    weights = ensure_extractor("digits-classifier", dataset=digits)
+    f1 = extract_features(_independent_uint8(digits.train.x[:50], digits.levels), weights)[EMBEDDING].numpy()
+    f2 = extract_features(_independent_uint8(digits.test.x, digits.levels), weights)[EMBEDDING].numpy()
+    assert result.fid == pytest.approx(_scipy_fid(f1, f2), rel=1e-4)
 
 
 def test_bad_inputs_are_one_line_errors():
@@ -246,8 +255,31 @@ def test_inception_from_local_weights_on_cpu(tmp_path, monkeypatch):
     print(f"random-weight Inception: IS {result.inception_score_mean:.4f}, FID {result.fid:.4f}")
     assert result.extractor == "inception-v3-compat" and result.extractor_weights_sha256 == sha
     assert result.feature_dim == 2048 and result.extractor_test_accuracy is None
-    assert all(np.isfinite([result.inception_score_mean, result.fid, result.kid_mean, result.precision]))
-    assert result.fid > 0
+    # Reference: the same 32 images as samples and as reference have identical features, so FID
+    # vanishes (up to the rounding of a singular 2048-dim covariance) and precision and recall are
+    # 1; against the test split it does not. (KID's unbiased estimate of a set against itself is
+    # not 0: its cross term keeps the diagonal; the KID test above checks its formula.)
+    with pytest.warns(UserWarning, match="feature dimension 2048"):
+        same = sample_quality(digits.train.x[:32], digits, extractor="inception-v3-compat", num_reference=32,
+                              batch_size=16, reference_split="train")
+    assert abs(same.fid) < 1e-3 * result.fid
+    assert same.precision == same.recall == 1.0
+
+
+def test_kid_is_the_unbiased_polynomial_mmd_on_fixed_features():
+    """Reference: `reference_metrics.unbiased_mmd2_poly` (Bińkowski et al. 2018). With as many
+    generated as reference features, each of KID's subsets is the whole of both sets, so evalgen's
+    KID must equal the estimate exactly."""
+    rng = np.random.default_rng(0)
+    m, d = 300, 16
+    x, y = rng.normal(size=(m, d)), rng.normal(0.3, 1.2, size=(m, d))
+    features = {name: {"f": torch.tensor(v, dtype=torch.float32)} for name, v in (("x", x), ("y", y))}
+    metrics = fidelity._torch_fidelity_metrics(features["x"], features["y"], {"isc": "f", "fid": "f", "kid": "f"},
+                                               fidelity.torch_fidelity_settings(m, m))
+    expected = unbiased_mmd2_poly(x.astype(np.float32), y.astype(np.float32))
+    assert metrics["kernel_inception_distance_mean"] == pytest.approx(expected, rel=1e-4)
+    assert metrics["kernel_inception_distance_std"] == pytest.approx(0.0, abs=1e-6 * abs(expected))
+    assert metrics["frechet_inception_distance"] == pytest.approx(frechet_distance(x, y)[0], rel=1e-3)
 
 
 def test_inception_offline_without_weights_says_where_to_put_them(monkeypatch, tmp_path):

@@ -53,6 +53,10 @@ def test_gan_rows_show_no_likelihood_a_critic_auroc_a_trace_and_a_sample_grid(tm
     assert gan.status == "ok" and gan.model.likelihood == "none"
     assert "skipped" in gan.metrics["test_nll"]
     assert gan.metrics["outliers"]["score"] == hooks.CRITIC_SCORE
+    # Reference: uniform noise is nothing like digits, so a critic that has trained at all scores it
+    # as more outlying than the test set (AUROC > 0.5; the score's sign flipped gives 1 - AUROC).
+    sets = gan.metrics["outliers"]["sets"]
+    assert sets["uniform-noise"]["auroc"] > 0.7, sets
     # losses and gradient norms, one mean per validation interval
     trace = gan.training.losses
     assert {"loss/critic", "gradient_penalty", "wasserstein_estimate", "grad_norm/discriminator",

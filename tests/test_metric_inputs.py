@@ -1,4 +1,5 @@
-"""`MetricInputs` says which model is scored: a plugin's metric sees the family and the variant."""
+"""`MetricInputs` says which model is scored and under which run: a plugin's metric sees the family,
+the variant, the budget, the seed, the device, the dataset loader and the likelihood details."""
 
 import json
 
@@ -11,7 +12,8 @@ from evalgen import DataKind, MetricSpec, hookimpl
 
 
 def which(inputs):
-    return {"plugin": inputs.plugin, "model": inputs.model}
+    return {"plugin": inputs.plugin, "model": inputs.model, "budget": inputs.budget.name, "seed": inputs.seed,
+            "device": inputs.device.type, "loads": inputs.load_dataset("digits").name}
 
 
 @hookimpl
@@ -25,7 +27,10 @@ def test_a_metric_sees_the_family_and_the_model_it_scores(tmp_path, install_plug
     install_plugin("whichmodel", "which_model", module_source=WHICH_MODEL)
     install_plugin("unitbudget", "toy_plugins:unit_budget")
     result = CliRunner().invoke(main, ["run", "--plugin", "baselines", "--model", "categorical", "--budget", "unit",
-                                       "--no-baseline", "--out", str(tmp_path)])
+                                       "--no-baseline", "--seeds", "2", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")]
-    assert record["metrics"]["which-model"] == {"plugin": "baselines", "model": "categorical"}
+    records = sorted((json.loads(p.read_text()) for p in (tmp_path / "records").glob("*.json")),
+                     key=lambda r: r["spec"]["seed"])
+    assert [r["metrics"]["which-model"] for r in records] == [
+        {"plugin": "baselines", "model": "categorical", "budget": "unit", "seed": seed, "device": "cpu",
+         "loads": "digits"} for seed in (0, 1)]

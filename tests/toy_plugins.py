@@ -27,13 +27,17 @@ class ToyFamily:
     """A categorical-per-dimension family whose behaviour the tests switch on."""
 
     def __init__(self, name, *, sample_shape_bug=False, nan_log_prob=False, nan_loss_at=None,
-                 sleep=0.0, valid_worsens_after=None):
+                 sleep=0.0, valid_worsens_after=None, keep_parameters=False):
         self.name = name
         self.sample_shape_bug = sample_shape_bug
         self.nan_log_prob = nan_log_prob
         self.nan_loss_at = nan_loss_at
         self.sleep = sleep
         self.valid_worsens_after = valid_worsens_after
+        #: step -> a copy of the logits right after that step (with ``keep_parameters``)
+        self.parameters_after: dict[int, torch.Tensor] | None = {} if keep_parameters else None
+        #: every loss this family reported, in order
+        self.reported: list[float] = []
         self.steps_seen = 0
 
     @hookimpl
@@ -62,8 +66,11 @@ class ToyFamily:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if self.parameters_after is not None:
+            self.parameters_after[state.step + 1] = model.logits.detach().clone()
         if self.nan_loss_at is not None and state.step + 1 >= self.nan_loss_at:
             return {"loss": torch.tensor(float("nan"))}
+        self.reported.append(float(loss))
         return {"loss": loss.detach()}
 
     @hookimpl

@@ -16,7 +16,7 @@ from torch import nn
 
 from evalgen.testing.report import CheckFailed, CheckSkipped
 from evalgen.testing.subject import Subject, describe_error, evaluating
-from evalgen.types import LikelihoodKind, TrainState
+from evalgen.types import LikelihoodKind, Representation, TrainState
 
 
 def _models(subject: Subject) -> list[tuple[str, nn.Module]]:
@@ -331,16 +331,47 @@ def check_side_effects(subject: Subject) -> str:
     return "global torch settings, train/eval mode and parameters left as they were"
 
 
+def obvious_outliers(subject: Subject, n: int) -> torch.Tensor | None:
+    """``n`` images no model of the check data could find typical, in the model's representation:
+    uniform noise over the levels (or over [0, 1) when dequantized). None for continuous data,
+    where no set is obvious to every score (a discriminator may rate far-out points as real)."""
+    g = torch.Generator().manual_seed(subject.settings.seed + 23)
+    data, shape = subject.data, subject.data.shape
+    if data.info.representation is Representation.LEVELS:
+        return torch.randint(0, data.levels, (n, *shape), generator=g).float().to(subject.device)
+    if data.info.representation is Representation.DEQUANTIZED:
+        return torch.rand((n, *shape), generator=g).to(subject.device)
+    return None
+
+
+def auroc(inliers: torch.Tensor, outliers: torch.Tensor) -> float:
+    """P(an outlier scores higher than an inlier), ties counting half (the Mann-Whitney AUROC)."""
+    diff = outliers.double().reshape(-1, 1) - inliers.double().reshape(1, -1)
+    return float((diff > 0).double().mean() + 0.5 * (diff == 0).double().mean())
+
+
 def check_outlier_score(subject: Subject) -> str:
+    """The family's outlier score: finite, one per example, and higher for what is more outlying:
+    after training on image data, uniform noise (`obvious_outliers`) must outscore the data."""
     model = subject.resource("trained").model
+    n = subject.settings.num_samples
+    outliers = obvious_outliers(subject, n)
     with evaluating(model):
-        scores = subject.bound.outlier_score(model, subject.data.eval_x[:subject.settings.num_samples])
+        scores = subject.bound.outlier_score(model, subject.data.eval_x[:n])
+        noise = None if scores is None or outliers is None else subject.bound.outlier_score(model, outliers)
     if scores is None:
         if subject.spec.outlier_score is not None:
             raise CheckFailed(f"ModelSpec.outlier_score names a score ({subject.spec.outlier_score!r}) but "
                               "evalgen_outlier_score returned None: return the scores, or leave the name out")
         raise CheckSkipped("evalgen_outlier_score returned None: the default -log p(x) / D is used")
-    return f"finite ({scores.shape[0]},) scores, mean {float(scores.double().mean()):.4g}"
+    if noise is None:
+        return f"finite ({scores.shape[0]},) scores (direction not checked on continuous data)"
+    separation = auroc(scores, noise)
+    if separation < 0.5:
+        raise CheckFailed(f"after training, uniform noise scores as less outlying than the training data (AUROC "
+                          f"{separation:.2f}): higher must mean more outlying (return the negated score if yours "
+                          f"is a likelihood or a realness)")
+    return f"finite ({scores.shape[0]},) scores; uniform noise outscores the data (AUROC {separation:.2f})"
 
 
 def check_likelihood_details(subject: Subject) -> str:

@@ -1,0 +1,64 @@
+"""How boards rank rows, on hand-made records with known numbers: the reference is the
+definition in `evalgen.leaderboard.board` (1 = best in the column's direction, ties share the
+lowest rank, '#' follows the headline metric), checked number by number."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from evalgen.leaderboard.board import build_boards
+from evalgen.leaderboard.collect import Found
+from evalgen.leaderboard.formats import rank_note
+from evalgen.records import read_record
+from evalgen.runspec import RunSpec
+from evalgen.table_columns import builtin_columns
+from evalgen.tables import format_cell
+
+BASE_RECORD = Path(__file__).resolve().parents[1] / (
+    "leaderboards/cpu-quick/runs/digits/records/baselines--categorical--digits--quick--seed0.json")
+
+
+def _found(model: str, nats: float | None, fid: float | None, inception: float | None) -> Found:
+    base = read_record(BASE_RECORD)
+    spec = RunSpec("p", model, "digits", "quick", 0)
+    metrics = {"sampling": base.metrics["sampling"]}
+    if nats is not None:
+        metrics["test_nll"] = {"nats": nats, "bits_per_dim": nats / (64 * math.log(2)), "kind": "exact"}
+    if fid is not None:
+        metrics["sample_quality"] = {"fid": fid, "inception_score_mean": inception, "extractor": "digits-classifier"}
+    record = dataclasses.replace(base, spec=spec, key=spec.key, metrics=metrics)
+    return Found(Path(f"/runs/records/{spec.key}.json"), record)
+
+
+def _ranks(board, column: str) -> dict[str, int | None]:
+    index = [c.name for c in board.columns].index(column)
+    return {row.model: row.cells[index].rank for row in board.rows}
+
+
+def test_each_column_ranks_in_its_own_direction_and_ties_share_the_lowest_rank():
+    found = [_found("a", 90.0, 5.0, 7.0), _found("b", 80.0, 5.0, 9.0), _found("c", 85.0, 5.0, 8.0),
+             _found("d", 95.0, 4.0, 6.0)]
+    (board,) = build_boards(found, builtin_columns())
+    assert _ranks(board, "nll_nats") == {"b": 1, "c": 2, "a": 3, "d": 4}  # lower is better
+    assert _ranks(board, "inception_score") == {"b": 1, "c": 2, "a": 3, "d": 4}  # higher is better
+    assert _ranks(board, "fid") == {"d": 1, "a": 2, "b": 2, "c": 2}  # a three-way tie shares 2
+    assert [row.model for row in board.rows] == ["b", "c", "a", "d"]  # '#' is the test NLL's rank
+    assert [row.rank for row in board.rows] == [1, 2, 3, 4]
+    assert rank_note(board) == "#: overall rank, by test NLL (bits/dim) ↓."
+
+
+def test_without_a_likelihood_the_board_ranks_by_fid_and_without_either_it_says_so():
+    (by_fid,) = build_boards([_found("a", None, 6.0, 7.0), _found("b", None, 3.0, 6.0)], builtin_columns())
+    assert [(row.model, row.rank) for row in by_fid.rows] == [("b", 1), ("a", 2)]
+    assert rank_note(by_fid) == "#: overall rank, by FID ↓."
+    (unranked,) = build_boards([_found("a", None, None, None), _found("b", None, None, None)], builtin_columns())
+    assert unranked.headline is None and [row.rank for row in unranked.rows] == [None, None]
+    assert rank_note(unranked) == "#: no row has a test NLL or an FID to rank by."
+
+
+def test_a_missing_number_is_an_empty_cell():
+    assert format_cell(None, None, 0, 3) == "" and format_cell(float("nan"), None, 0, 3) == ""
+    assert format_cell(1.23456, None, 1, 2) == "1.23"
+    assert format_cell(1.23456, 0.01, 3, 2) == "1.23 ± 0.01 (n=3)"
