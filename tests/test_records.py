@@ -116,3 +116,20 @@ def test_a_schema_1_record_with_a_label_of_no_kind_is_refused(tmp_path):
     (tmp_path / source.name).write_text(json.dumps(data))
     with pytest.raises(EvalgenError, match="names no likelihood kind"):
         read_record(tmp_path / source.name)
+
+
+@pytest.mark.parametrize(("edit", "where"), [
+    (lambda r: r["model"].update(likelihood_kind="best"), "at model/likelihood_kind"),
+    (lambda r: r["model"].update(options={"hidden": {"nested": 1}}), "at model/options"),
+    (lambda r: r["model"].update(options=["lr", 1]), "at model/options"),
+    (lambda r: r["model"].pop("likelihood_kind"), "'likelihood_kind' is a required property"),
+], ids=["unknown kind", "nested option", "options not an object", "no kind"])
+def test_hostile_schema_2_fields_are_one_line_errors(tmp_path, edit, where):
+    record = read_record(COMMITTED[0])
+    path = write_record(tmp_path, record)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(EvalgenError, match=f"not a valid {SCHEMA} record") as error:
+        read_record(path)
+    assert where in str(error.value) and "\n" not in str(error.value)
