@@ -291,3 +291,21 @@ def test_the_documented_options_example_is_checked(tmp_path, install_plugin, uni
     assert result.exit_code == 0, result.output
     (record,) = _records(out).values()
     assert record["model"]["options"] == {"optimizer": "sgd", "lr": 0.05}
+
+
+@pytest.mark.parametrize(("option", "fragment"), [
+    ("lr=nan", "expects a number (float), got nan"),
+    ("lr=inf", "expects a number (float), got inf"),
+    ("hidden=1e400", "expects an integer (int), got inf"),
+    ("hidden=-5", "must be at least 1, got -5"),
+    ("networks=../../etc", "must be 'mlp' or 'conv', got '../../etc'"),
+], ids=["nan", "inf", "overflowing int", "negative size", "path as a choice"])
+def test_hostile_option_values_are_one_line_errors_before_anything_is_written(tmp_path, option, fragment):
+    """NaN, infinities, an overflowing number, an out-of-range size and a path where a choice is
+    expected: refused while planning, so the output folder is never created."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", "--plugin", "vae", "--model", "vae", "-o", option, "--out", str(out)])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and fragment in lines[-1] and "Traceback" not in result.output
+    assert not out.exists()
