@@ -1,28 +1,53 @@
-"""The `Budget` type: how much training a run gets. The presets are registered by
-`evalgen.budget_presets`, like any plugin's budgets; the harness enforces a budget
-(`evalgen.harness.clock.TrainingClock`)."""
+"""The `Budget` type: how much training a run gets, in units that mean the same on every machine.
+
+The presets are registered by `evalgen.budget_presets`, like any plugin's budgets; the harness
+enforces a budget (`evalgen.harness.clock.TrainingClock`) and counts its FLOPs
+(`evalgen.harness.flops`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Budget"]
+__all__ = ["CLOCK_CAP", "Budget", "format_flops"]
 
+#: ``stopped_by`` of a run the wall-clock safety net ended before its budget.
+CLOCK_CAP = "clock cap"
+
+_FLOP_PREFIXES = ((1e18, "EFLOP"), (1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP"))
+
+
+def format_flops(flops: float | None) -> str:
+    """``2.5 TFLOP``-style text (3 significant digits); "—" for None."""
+    if flops is None:
+        return "—"
+    for scale, unit in _FLOP_PREFIXES:
+        if flops >= scale:
+            return f"{flops / scale:.3g} {unit}"
+    return f"{flops:.3g} FLOP"
 
 
 @dataclass(frozen=True)
 class Budget:
     """A named training budget. Training stops at whichever limit comes first.
 
-    Evaluation (validation passes, test metrics) is not charged to ``max_seconds``.
+    The budget is an amount of training: counted training FLOPs (``max_flops``, counted as
+    `evalgen.harness.flops` states), capped by optimizer steps and examples. These limits end a
+    run on the same step on every machine, so the same seed gives the same record anywhere. The
+    wall clock is only a safety net (``clock_cap_seconds``, generous): a run it stops is marked
+    "cut short by the clock" and is not ranked with complete runs.
+
+    Evaluation (validation passes, test metrics) is charged to none of the limits.
 
     Attributes:
         name: preset name (``--budget``).
         summary: one line for ``evalgen budgets``.
-        max_seconds: wall-clock seconds of training steps.
-        max_steps: optimizer steps.
+        max_flops: counted training FLOPs (forward, backward and optimizer of every step), or
+            None for no compute limit.
+        max_steps: optimizer steps (one call of the train step is one step).
         max_examples: training examples seen (steps x batch size), or None for no limit.
+        clock_cap_seconds: wall-clock seconds of training steps after which a run is cut short.
         batch_size: training batch size, the same for every model.
         eval_every: validation cadence in steps; the best validation checkpoint is kept.
         patience: stop after this many validations without improvement (likelihood models).
@@ -32,13 +57,18 @@ class Budget:
             bounds or estimates (IWAE's K, AIS chains); exact likelihoods ignore it.
         valid_importance_samples: the same for the validation passes that pick the best
             checkpoint (fewer: they run every ``eval_every`` steps).
+        outlier_examples: examples scored per outlier set, in and out of distribution alike
+            (fixed, so that every AUROC has the same bounded standard error, see
+            `evalgen.metrics.outliers`); 0 on the budgets of records of schema 1 and 2, which
+            scored the whole test set.
     """
 
     name: str
     summary: str
-    max_seconds: float
+    max_flops: int | None
     max_steps: int
     max_examples: int | None
+    clock_cap_seconds: float
     batch_size: int
     eval_every: int
     patience: int
@@ -46,6 +76,20 @@ class Budget:
     target: str = "cpu"
     importance_samples: int = 1
     valid_importance_samples: int = 1
+    outlier_examples: int = 2_000
+    #: set only on the budget of a record of schema 1 or 2 (read by `evalgen.records.upgrade`):
+    #: "seconds-bound (schema 1)", a budget of wall-clock seconds, comparable with nothing else
+    legacy: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def units(self) -> str:
+        """The limits in words: ``≤ 2 TFLOP, ≤ 20000 steps; clock cap 600 s``."""
+        if self.legacy is not None:
+            return f"{self.legacy}: ≤ {self.clock_cap_seconds:g} s, ≤ {self.max_steps} steps"
+        limits = [f"≤ {format_flops(self.max_flops)}"] if self.max_flops is not None else []
+        limits.append(f"≤ {self.max_steps} steps")
+        if self.max_examples is not None:
+            limits.append(f"≤ {self.max_examples} examples")
+        return ", ".join(limits) + f"; clock cap {self.clock_cap_seconds:g} s"

@@ -10,6 +10,7 @@ import click
 
 from evalgen.cli_common import Folder, debug, parse_options, user_errors
 from evalgen.errors import EvalgenError
+from evalgen.harness.flops import FLOP_CONVENTION
 from evalgen.leaderboard.cli import leaderboard_command
 from evalgen.new_plugin import new_plugin_command
 from evalgen.testing.cli import check_command
@@ -98,11 +99,17 @@ def datasets_command() -> None:
 @main.command("budgets")
 @user_errors
 def budgets_command() -> None:
-    """List the training budget presets."""
+    """List the training budget presets and their units.
+
+    Training stops at the first of the budget's limits (counted FLOPs, steps, examples); the
+    clock cap is a safety net, and a run it stops is marked as cut short."""
     for b in _plugins().budgets:
-        click.echo(f"{b.name:<10} {b.target:<4} ≤{b.max_seconds:g}s, ≤{b.max_steps} steps, "
-                   f"batch {b.batch_size}, validate every {b.eval_every} steps, "
-                   f"{b.num_samples} samples, K={b.importance_samples} for bounds: {b.summary}")
+        click.echo(f"{b.name:<10} {b.target:<4} {b.summary}")
+        click.echo(f"{'':15} training: {b.units()}")
+        click.echo(f"{'':15} batch {b.batch_size}, validate every {b.eval_every} steps (patience {b.patience}), "
+                   f"{b.num_samples} samples, {b.outlier_examples} examples per outlier set, "
+                   f"K={b.importance_samples} for bounds")
+    click.echo(f"FLOPs: {FLOP_CONVENTION}.")
 
 
 @main.command("run")

@@ -1,4 +1,4 @@
-"""The JSON Schema of run records (``evalgen.run-record/2``; version 1 still reads), and validation.
+"""The JSON Schema of run records (``evalgen.run-record/3``; versions 1 and 2 still read), and validation.
 
 It pins down what readers of records (tables, leaderboards) rely on; metric sections may carry
 more fields than listed, and a metric that did not apply is ``{"skipped": "<why>"}``. A change
@@ -11,6 +11,14 @@ negative. NaN and infinities cannot occur: `evalgen.storage.read_json` refuses t
 Version 2 added ``model.likelihood_kind`` (what tables read, instead of parsing the label) and
 ``model.options`` (every plugin option the model was built with, defaults included). A record of
 version 1 is validated against version 1 and upgraded on reading (`evalgen.records.upgrade`).
+
+Version 3 made budgets machine-independent: a budget is counted training FLOPs capped by steps
+and examples (``max_flops``), the clock only a safety net (``clock_cap_seconds``, replacing the
+``max_seconds`` that was the budget); training records its counted ``flops``, ``flop_rate``,
+``flop_counting`` and ``budget_fraction``, history rows a fifth column (FLOPs so far), outlier
+sets their sizes and AUROC standard-error bound, and ``evaluation`` the seconds of each part.
+Records of versions 1 and 2 are upgraded on reading with their budgets marked
+``legacy: "seconds-bound (schema N)"``: they compare with no budget of version 3.
 The sections and their fields are those of `evalgen.record_types` (tested).
 """
 
@@ -25,15 +33,16 @@ from evalgen.errors import EvalgenError
 from evalgen.registry import NAME_MAX_LENGTH, NAME_PATTERN
 from evalgen.types import LikelihoodKind
 
-__all__ = ["RUN_RECORD_1", "RUN_RECORD_2", "SCHEMA", "SCHEMA_1", "SCHEMA_NAME", "SCHEMA_VERSION", "run_record_schema",
-           "validate_record"]
+__all__ = ["RUN_RECORD_1", "RUN_RECORD_2", "RUN_RECORD_3", "SCHEMA", "SCHEMA_1", "SCHEMA_2", "SCHEMA_NAME",
+           "SCHEMA_VERSION", "run_record_schema", "validate_record"]
 
 SCHEMA_NAME = "evalgen.run-record"
 #: Bumped whenever a field changes meaning or a reader could no longer find what it needs.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
-#: The first version, which `evalgen.records` still reads (and upgrades).
+#: The earlier versions, which `evalgen.records` still reads (and upgrades).
 SCHEMA_1 = f"{SCHEMA_NAME}/1"
+SCHEMA_2 = f"{SCHEMA_NAME}/2"
 
 _STRING = {"type": "string"}
 _NAME = {"type": "string", "minLength": 1}
@@ -60,16 +69,37 @@ def _metric(properties: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [_object({"skipped": _STRING}), _object(properties, required=[])]}
 
 
-_BUDGET = _object({
-    "name": _SAFE_NAME, "summary": _STRING, "max_seconds": _SECONDS, "max_steps": _COUNT,
-    "max_examples": _optional(_COUNT), "batch_size": _COUNT, "eval_every": _COUNT, "patience": _COUNT,
-    "num_samples": _COUNT, "target": _STRING, "importance_samples": _COUNT, "valid_importance_samples": _COUNT,
-})
+def _budget(version: int) -> dict[str, Any]:
+    properties = {
+        "name": _SAFE_NAME, "summary": _STRING, "max_steps": _COUNT, "max_examples": _optional(_COUNT),
+        "batch_size": _COUNT, "eval_every": _COUNT, "patience": _COUNT, "num_samples": _COUNT, "target": _STRING,
+        "importance_samples": _COUNT, "valid_importance_samples": _COUNT,
+    }
+    if version < 3:
+        return _object({**properties, "max_seconds": _SECONDS})
+    properties.update(max_flops=_optional(_COUNT), clock_cap_seconds=_SECONDS, outlier_examples=_COUNT)
+    return _object({**properties, "legacy": _optional(_STRING)}, required=sorted(properties))
 
-_HISTORY_ROW = {  # [step, wall-clock seconds, train loss, validation NLL in nats]
-    "type": "array", "minItems": 4, "maxItems": 4,
-    "prefixItems": [_COUNT, _SECONDS, _optional(_NUMBER), _optional(_NUMBER)],
-}
+
+def _history_row(version: int) -> dict[str, Any]:
+    """[step, wall-clock seconds, train loss, validation NLL in nats, (3:) counted FLOPs so far]."""
+    items = [_COUNT, _SECONDS, _optional(_NUMBER), _optional(_NUMBER)] + ([_optional(_COUNT)] if version >= 3 else [])
+    return {"type": "array", "minItems": len(items), "maxItems": len(items), "prefixItems": items}
+
+
+def _training(version: int) -> dict[str, Any]:
+    properties = {
+        "budget": _budget(version), "seconds": _SECONDS, "steps": _COUNT, "examples": _COUNT,
+        "stopped_by": _optional(_STRING), "best_step": _optional(_COUNT),
+        "best_valid_nll_nats": _optional(_NUMBER), "diverged_at_step": _optional(_COUNT),
+        "divergence": _optional(_STRING), "history": {"type": "array", "items": _history_row(version)},
+        "losses": {"type": "object", "additionalProperties": {"type": "array", "items": _optional(_NUMBER)}},
+    }
+    if version >= 3:
+        properties.update(
+            flops=_optional(_COUNT), flop_rate=_optional(_SECONDS), budget_fraction=_optional(_FRACTION),
+            flop_counting=_optional(_object({"convention": _STRING, "counted_steps": _COUNT}, required=[])))
+    return _object(properties)
 
 _SCALAR_OR_NULL = {"type": ["string", "number", "boolean", "null"]}
 
@@ -96,8 +126,9 @@ def _metrics_section(version: int) -> dict[str, Any]:
                                    "inception_score_mean": _optional(_NUMBER),
                                    "kid_mean": _optional(_NUMBER)}),
         "outliers": _metric({"headline": _STRING, "score": _STRING, "in_distribution": _STRING,
-                             "sets": {"type": "object",
-                                      "additionalProperties": _object({"auroc": _FRACTION}, required=[])}}),
+                             "sets": {"type": "object", "additionalProperties": _object(
+                                 {"auroc": _FRACTION, "num_in": _COUNT, "num_out": _COUNT,
+                                  "auroc_se_bound": _FRACTION}, required=[])}}),
     }
     if version >= 2:
         properties["mode_coverage"] = _metric({"modes_covered": _COUNT, "num_modes": _COUNT,
@@ -106,11 +137,14 @@ def _metrics_section(version: int) -> dict[str, Any]:
 
 
 def run_record_schema(version: int) -> dict[str, Any]:
-    """The JSON Schema of run records of this version (1 or 2)."""
+    """The JSON Schema of run records of this version (1, 2 or 3)."""
+    extra = {"evaluation": _optional(_object({"seconds": {"type": "object", "additionalProperties": _SECONDS}}))} \
+        if version >= 3 else {}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"{SCHEMA_NAME}/{version}",
         **_object({
+            **extra,
             "schema": {"const": f"{SCHEMA_NAME}/{version}"},
             "key": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
             "status": {"enum": ["ok", "diverged"]},
@@ -125,14 +159,7 @@ def run_record_schema(version: int) -> dict[str, Any]:
                 "levels": _optional(_COUNT), "checksum": _optional(_STRING), "source": _STRING,
                 "sizes": {"type": "array", "items": _COUNT, "minItems": 3, "maxItems": 3},
             }),
-            "training": _object({
-                "budget": _BUDGET, "seconds": _SECONDS, "steps": _COUNT, "examples": _COUNT,
-                "stopped_by": _optional(_STRING), "best_step": _optional(_COUNT),
-                "best_valid_nll_nats": _optional(_NUMBER), "diverged_at_step": _optional(_COUNT),
-                "divergence": _optional(_STRING), "history": {"type": "array", "items": _HISTORY_ROW},
-                "losses": {"type": "object",
-                           "additionalProperties": {"type": "array", "items": _optional(_NUMBER)}},
-            }),
+            "training": _training(version),
             "metrics": _metrics_section(version),
             "samples_grid": _optional({"type": "string", "pattern": r"^samples/[A-Za-z0-9._-]+\.png$"}),
             "provenance": _object({
@@ -146,13 +173,15 @@ def run_record_schema(version: int) -> dict[str, Any]:
 
 RUN_RECORD_1 = run_record_schema(1)
 RUN_RECORD_2 = run_record_schema(2)
-_VALIDATORS = {schema["title"]: jsonschema.Draft202012Validator(schema) for schema in (RUN_RECORD_1, RUN_RECORD_2)}
+RUN_RECORD_3 = run_record_schema(3)
+_VALIDATORS = {schema["title"]: jsonschema.Draft202012Validator(schema)
+               for schema in (RUN_RECORD_1, RUN_RECORD_2, RUN_RECORD_3)}
 _LONGEST_MESSAGE = 160
 
 
 def validate_record(record: Any, path: Path, schema: str = SCHEMA) -> None:
     """Raise a one-line EvalgenError naming the file and the first offending field, if any,
-    validating against ``schema`` (the current one, or `SCHEMA_1`)."""
+    validating against ``schema`` (the current one, `SCHEMA_1` or `SCHEMA_2`)."""
     error = jsonschema.exceptions.best_match(_VALIDATORS[schema].iter_errors(record))
     if error is None:
         return

@@ -17,12 +17,12 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple
 
-from evalgen.budgets import Budget
+from evalgen.budgets import CLOCK_CAP, Budget
 from evalgen.runspec import RunSpec
 from evalgen.types import LikelihoodKind
 
-__all__ = ["DatasetSection", "HistoryRow", "ImportanceSamples", "ModelSection", "Provenance", "RunRecord",
-           "Sampling", "TrainingSection"]
+__all__ = ["CLOCK_CAP", "DatasetSection", "EvaluationSection", "HistoryRow", "ImportanceSamples", "ModelSection",
+           "Provenance", "RunRecord", "Sampling", "TrainingSection"]
 
 #: A metric section: the metric's own numbers, or ``{"skipped": "<why>"}``.
 MetricSection = dict[str, Any]
@@ -83,17 +83,27 @@ class DatasetSection:
 
 
 class HistoryRow(NamedTuple):
-    """One validation point: step, wall-clock training seconds, train loss, validation NLL (nats)."""
+    """One validation point: step, wall-clock training seconds, train loss, validation NLL (nats),
+    counted training FLOPs so far (None in records of schema 1 and 2)."""
 
     step: int
     seconds: float
     train_loss: float | None
     valid_nll: float | None
+    flops: int | None = None
 
 
 @dataclass(frozen=True)
 class TrainingSection:
-    """How training went under its budget (seconds are training steps only, not evaluation)."""
+    """How training went under its budget (seconds are training steps only, not evaluation).
+
+    ``stopped_by``: "compute", "steps", "examples" (the budget's limits), "early stopping",
+    "diverged", or "clock cap" (cut short by the wall-clock safety net: not a complete run);
+    "seconds" in records of schema 1 and 2, whose budgets were seconds. ``flops`` are counted as
+    ``flop_counting["convention"]`` says; ``flop_rate`` is flops / seconds (FLOP/s achieved);
+    ``budget_fraction`` how far training got towards the nearest limit of its budget. The three
+    are None in records of schema 1 and 2.
+    """
 
     budget: Budget
     seconds: float
@@ -107,6 +117,27 @@ class TrainingSection:
     history: tuple[HistoryRow, ...]
     #: every scalar the train step reported, one mean per validation interval
     losses: dict[str, list[float | None]] = field(default_factory=dict)
+    flops: int | None = None
+    flop_rate: float | None = None
+    flop_counting: dict[str, Any] | None = None
+    budget_fraction: float | None = None
+
+    @property
+    def cut_short(self) -> bool:
+        """Stopped by the clock cap before its budget: not comparable with complete runs."""
+        return self.stopped_by == CLOCK_CAP
+
+
+@dataclass(frozen=True)
+class EvaluationSection:
+    """What evaluating the trained model cost: wall-clock seconds per part ("sampling",
+    "test_nll", then each metric by name), on the record's device."""
+
+    seconds: dict[str, float]
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
 
 
 @dataclass(frozen=True)
@@ -147,6 +178,8 @@ class RunRecord:
     metrics: dict[str, MetricSection]
     samples_grid: str | None
     provenance: Provenance
+    #: None in records of schema 1 and 2
+    evaluation: EvaluationSection | None = None
 
     @property
     def finished(self) -> bool:
@@ -181,14 +214,17 @@ class RunRecord:
         dataset.update(shape=tuple(dataset["shape"]), sizes=tuple(dataset["sizes"]))
         training.update(budget=Budget(**_known(Budget, training["budget"])),
                         history=tuple(HistoryRow(*row) for row in training["history"]))
+        evaluation = data.get("evaluation")
         return cls(schema=data["schema"], key=data["key"], status=data["status"], spec=RunSpec(**data["spec"]),
                    model=ModelSection(**_known(ModelSection, model)),
                    dataset=DatasetSection(**_known(DatasetSection, dataset)),
                    training=TrainingSection(**_known(TrainingSection, training)),
                    metrics=data["metrics"], samples_grid=data.get("samples_grid"),
-                   provenance=Provenance(**_known(Provenance, data["provenance"])))
+                   provenance=Provenance(**_known(Provenance, data["provenance"])),
+                   evaluation=None if evaluation is None else EvaluationSection(seconds=evaluation["seconds"]))
 
 
 def _known(cls: type, section: dict[str, Any]) -> dict[str, Any]:
-    """The fields of ``cls`` in ``section``: a record may carry more (the schema allows it)."""
-    return {f.name: section[f.name] for f in fields(cls)}
+    """The fields of ``cls`` in ``section`` (those with defaults may be missing): a record may
+    carry more (the schema allows it)."""
+    return {f.name: section[f.name] for f in fields(cls) if f.name in section}

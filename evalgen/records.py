@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalgen.errors import EvalgenError
-from evalgen.record_schema import SCHEMA, SCHEMA_1, SCHEMA_NAME, SCHEMA_VERSION, validate_record
+from evalgen.record_schema import SCHEMA, SCHEMA_1, SCHEMA_2, SCHEMA_NAME, SCHEMA_VERSION, validate_record
 from evalgen.record_types import RunRecord
 from evalgen.runspec import RunSpec
 from evalgen.storage import atomic_write_bytes, check_real_folder, read_json
@@ -44,7 +44,7 @@ def write_record(out_dir: Path, record: RunRecord) -> Path:
 
 def _check_schema_name(record: Any, path: Path) -> None:
     schema = record.get("schema") if isinstance(record, dict) else None
-    if schema == SCHEMA_1:
+    if schema in (SCHEMA_1, SCHEMA_2):
         return
     if isinstance(schema, str) and schema.startswith(f"{SCHEMA_NAME}/") and schema != SCHEMA:
         raise EvalgenError(f"{path} is a run record of schema {schema}, which this evalgen cannot read "
@@ -94,15 +94,28 @@ def likelihood_kind_of_label(label: str) -> LikelihoodKind:
 
 
 def upgrade(record: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A record of schema 1 as schema 2: its likelihood kind read from its label (the one place
-    that still parses a label), and its options unknown (schema 1 did not keep the defaults)."""
+    """A record of schema 1 or 2 as the current schema.
+
+    From 1: its likelihood kind read from its label (the one place that still parses a label),
+    and its options unknown (schema 1 did not keep the defaults). From 1 and 2: its budget was
+    wall-clock seconds; it is kept as such and marked ``legacy: "seconds-bound (schema N)"``, so
+    it equals no budget of counted units and no leaderboard merges it with one; FLOPs and
+    evaluation seconds are unknown (None)."""
+    version = record["schema"].rsplit("/", 1)[1]
     model = dict(record["model"])
-    try:
-        model["likelihood_kind"] = likelihood_kind_of_label(model["likelihood"]).value
-    except EvalgenError as exc:
-        raise EvalgenError(f"{path}: {exc}; the record was edited or is corrupt") from None
-    model["options"] = None
-    return {**record, "schema": SCHEMA, "model": model}
+    if record["schema"] == SCHEMA_1:
+        try:
+            model["likelihood_kind"] = likelihood_kind_of_label(model["likelihood"]).value
+        except EvalgenError as exc:
+            raise EvalgenError(f"{path}: {exc}; the record was edited or is corrupt") from None
+        model["options"] = None
+    training = dict(record["training"])
+    budget = dict(training["budget"])
+    budget.update(max_flops=None, clock_cap_seconds=budget.pop("max_seconds"), outlier_examples=0,
+                  legacy=f"seconds-bound (schema {version})")
+    training.update(budget=budget, history=[[*row, None] for row in training["history"]], flops=None,
+                    flop_rate=None, flop_counting=None, budget_fraction=None)
+    return {**record, "schema": SCHEMA, "model": model, "training": training, "evaluation": None}
 
 
 def read_record(path: Path) -> RunRecord:
@@ -111,8 +124,8 @@ def read_record(path: Path) -> RunRecord:
         raise EvalgenError(f"{path} is a symbolic link; evalgen reads only real record files: copy the file there")
     record = read_json(path, "run record")
     _check_schema_name(record, path)
-    if record["schema"] == SCHEMA_1:
-        validate_record(record, path, SCHEMA_1)
+    if record["schema"] in (SCHEMA_1, SCHEMA_2):
+        validate_record(record, path, record["schema"])
         record = upgrade(record, path)
     validate_record(record, path)
     check_identity(record, path)

@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from evalgen.budgets import format_flops
 from evalgen.errors import EvalgenError
 from evalgen.metrics.columns import MetricColumn
 from evalgen.metrics.registry import MetricSpec
 from evalgen.record_types import RunRecord
 
-__all__ = ["COST_COLUMNS", "SAMPLES_PER_SECOND", "STEPS", "TRAIN_SECONDS", "TableColumn", "builtin_columns",
-           "metric_columns"]
+__all__ = ["COST_COLUMNS", "SAMPLES_PER_SECOND", "STEPS", "TRAIN_FLOPS", "TRAIN_SECONDS", "TableColumn",
+           "builtin_columns", "metric_columns"]
 
 ARROWS = {"lower": " ↓", "higher": " ↑"}
 
@@ -87,7 +88,8 @@ def builtin_columns() -> tuple[TableColumn, ...]:
 
 
 def _training(record: RunRecord) -> Mapping[str, Any]:
-    return {"seconds": record.training.seconds, "steps": record.training.steps}
+    training = record.training
+    return {"seconds": training.seconds, "steps": training.steps, "flops": training.flops}
 
 
 def _sampling(record: RunRecord) -> Mapping[str, Any] | None:
@@ -97,7 +99,9 @@ def _sampling(record: RunRecord) -> Mapping[str, Any] | None:
 
 TRAIN_SECONDS = TableColumn(MetricColumn("train_seconds", "train s", "seconds", digits=1), None, _training)
 STEPS = TableColumn(MetricColumn("steps", "steps", "steps", digits=0), None, _training)
+TRAIN_FLOPS = TableColumn(MetricColumn("train_flops", "train compute", "flops", formatter=format_flops), None,
+                          _training)
 SAMPLES_PER_SECOND = TableColumn(MetricColumn("samples_per_second", "samples/s", "samples_per_second", digits=0),
                                  "higher", _sampling)
 #: The harness's own columns: what a result cost.
-COST_COLUMNS = (TRAIN_SECONDS, STEPS, SAMPLES_PER_SECOND)
+COST_COLUMNS = (TRAIN_FLOPS, TRAIN_SECONDS, STEPS, SAMPLES_PER_SECOND)

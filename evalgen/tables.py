@@ -18,17 +18,20 @@ from evalgen.metrics.columns import REFERENCE_ROW
 from evalgen.record_types import RunRecord
 from evalgen.runspec import RunSpec
 from evalgen.storage import atomic_write_bytes
-from evalgen.table_columns import COST_COLUMNS, STEPS, TRAIN_SECONDS, TableColumn, builtin_columns
+from evalgen.table_columns import COST_COLUMNS, STEPS, TRAIN_FLOPS, TRAIN_SECONDS, TableColumn, builtin_columns
 from evalgen.terminal import fit_to_width
 from evalgen.types import LikelihoodKind
 
-__all__ = ["GROUP_COLUMNS", "NLL_MARKERS", "NOT_AVAILABLE", "Cells", "column_cells", "comparison", "display_frame",
-           "format_cell", "model_label", "records_frame", "summary_frame", "variant_label", "write_tables"]
+__all__ = ["CUT_SHORT", "GROUP_COLUMNS", "NLL_MARKERS", "NOT_AVAILABLE", "Cells", "column_cells", "comparison",
+           "display_frame", "format_cell", "model_label", "records_frame", "summary_frame", "variant_label",
+           "write_tables"]
 
 #: A row of a table: seeds of the same (dataset, budget, plugin, model, variant) are aggregated.
 GROUP_COLUMNS = ["dataset", "budget", "plugin", "model", "variant"]
 #: What the NLL cells of models without a likelihood say.
 NOT_AVAILABLE = "n/a (implicit model)"
+#: The cells of a row whose every seed the clock cap stopped before its budget.
+CUT_SHORT = "cut short by the clock"
 #: What an NLL cell is prefixed with, per likelihood kind: an NLL from a lower bound on log p is
 #: an upper bound on the NLL.
 NLL_MARKERS = {LikelihoodKind.EXACT: "", LikelihoodKind.LOWER_BOUND: "≤ ", LikelihoodKind.ESTIMATE: "≈ ",
@@ -57,11 +60,14 @@ def _flatten(record: RunRecord, columns: Sequence[TableColumn]) -> dict[str, Any
         "variant": variant_label(spec), "seed": spec.seed, "status": record.status,
         "diverged_at_step": record.training.diverged_at_step, "likelihood": record.model.likelihood,
         "likelihood_kind": record.model.likelihood_kind.value, "parameters": record.model.parameters,
-        "device": record.provenance.device_name,
+        "device": record.provenance.device_name, "cut_short": record.training.cut_short,
+        "budget_fraction": record.training.budget_fraction,
     }
     for column in columns:
         row[column.name], row[f"{column.name}_label"], row[f"{column.name}_of"] = column.read(record)
         row[f"{column.name}_ref"] = column.reference(record)
+        if record.training.cut_short and column not in COST_COLUMNS:  # not comparable: never averaged or ranked
+            row[column.name] = row[f"{column.name}_of"] = None
     return row
 
 
@@ -88,6 +94,13 @@ def _diverged(group: pd.DataFrame) -> str:
     return ", ".join(f"seed {s}@step {int(d)}" for s, d in zip(diverged["seed"], diverged["diverged_at_step"]))
 
 
+def _cut_short(group: pd.DataFrame) -> str:
+    """"seed 1 at 43% of the budget, ...": the seeds the clock cap stopped (their numbers are left out)."""
+    cut = group[group["cut_short"].astype(bool)]
+    return ", ".join(f"seed {seed} at {fraction:.0%} of the budget"
+                     for seed, fraction in zip(cut["seed"], cut["budget_fraction"]))
+
+
 def summary_frame(frame: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.DataFrame:
     """Seeds aggregated per (dataset, budget, plugin, model, variant): the mean, std and n of
     every column's number (``<name>_mean``, ``_std``, ``_n``), its first label (``_label``), the
@@ -96,8 +109,9 @@ def summary_frame(frame: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.Dat
     for keys, group in frame.groupby(GROUP_COLUMNS, sort=False):
         row: dict[str, Any] = dict(zip(GROUP_COLUMNS, keys))
         row.update(likelihood=group["likelihood"].iloc[0], likelihood_kind=group["likelihood_kind"].iloc[0],
-                   seeds=len(group), diverged=_diverged(group), parameters=int(group["parameters"].iloc[0]),
-                   device=group["device"].iloc[0])
+                   seeds=len(group), diverged=_diverged(group), cut_short=_cut_short(group),
+                   all_cut_short=bool(group["cut_short"].astype(bool).all()),
+                   parameters=int(group["parameters"].iloc[0]), device=group["device"].iloc[0])
         for column in columns:
             name = column.name
             row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"] = _mean_std_n(group[name])
@@ -134,6 +148,8 @@ def _number_text(row: pd.Series, column: TableColumn) -> str:
         return ""
     mean, std = mean * spec.scale, None if std is None or pd.isna(std) else std * spec.scale
     total = row[f"{name}_of"]
+    if spec.formatter is not None:
+        return spec.formatter(mean) + (f" (n={n})" if n > 1 else "")
     if total is not None and not pd.isna(total):  # "7/8", or "7.7 ± 0.6 (n=3) /8" over seeds
         digits = 0 if n == 1 and float(mean).is_integer() else spec.digits
         return f"{format_cell(mean, std, n, digits)}{'' if n == 1 else ' '}/{total:.0f}"
@@ -142,6 +158,8 @@ def _number_text(row: pd.Series, column: TableColumn) -> str:
 
 def _cell_text(row: pd.Series, column: TableColumn) -> str:
     text = _number_text(row, column)
+    if not text and row["all_cut_short"] and column not in COST_COLUMNS:
+        return CUT_SHORT
     if not column.spec.likelihood:
         return text
     kind = LikelihoodKind(row["likelihood_kind"])
@@ -197,13 +215,16 @@ def display_frame(summary: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.D
         "likelihood": summary["likelihood"],
         **{cells.header: cells.texts for cells in shown_cells.values()},
         "params": summary["parameters"],
+        "train compute": _cost_text(summary, TRAIN_FLOPS),
         "train s": _cost_text(summary, TRAIN_SECONDS),
         "steps": _cost_text(summary, STEPS),
         "seeds": summary["seeds"],
         "diverged": summary["diverged"],
+        "cut short by the clock": summary["cut_short"],
     })
-    if not shown["diverged"].astype(bool).any():
-        shown = shown.drop(columns="diverged")
+    for status in ("diverged", "cut short by the clock"):
+        if not shown[status].astype(bool).any():
+            shown = shown.drop(columns=status)
     reference = _reference_rows(summary, columns, {name: cells.header for name, cells in shown_cells.items()})
     if reference:
         shown = pd.concat([pd.DataFrame(reference, columns=shown.columns), shown.astype(object)],

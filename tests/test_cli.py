@@ -19,10 +19,11 @@ from sklearn.metrics import roc_auc_score
 from toy_plugins import assert_one_line_error
 
 from evalgen import load_dataset
+from evalgen.budget_presets import PRESETS
 from evalgen.cli import main
 from evalgen.harness.checkpoints import checkpoint_path, read_checkpoint
 from evalgen.harness.evaluation import SAMPLE_SEED_OFFSET
-from evalgen.metrics.builtin import OUTLIER_SEED, SYNTHETIC_OUTLIERS
+from evalgen.metrics.builtin import OUTLIER_SEED
 from evalgen.metrics.extractors import EMBEDDING, LOGITS, ensure_extractor, extract_features, to_uint8
 from evalgen.metrics.outliers import synthetic_outliers
 
@@ -208,6 +209,9 @@ def factorized_logits(out, key):
     return read_checkpoint(checkpoint_path(out, key))["state_dict"]["logits"].double().numpy()
 
 
+QUICK_OUTLIER_EXAMPLES = next(b for b in PRESETS if b.name == "quick").outlier_examples
+
+
 def factorized_log_prob(logits, x):
     """log p(x) = sum_d log softmax(logits_d)[x_d], in numpy: (N,) nats."""
     log_p = scipy.special.log_softmax(logits, axis=1)
@@ -216,12 +220,12 @@ def factorized_log_prob(logits, x):
 
 
 def uniform_noise_auroc(log_prob, dataset):
-    """sklearn's AUROC of the score -log p(x)/D, the dataset's test set (label 0) against the harness's
-    uniform-noise outliers (label 1: the same seeded set, `synthetic_outliers`)."""
-    test = dataset.test.x
+    """sklearn's AUROC of the score -log p(x)/D, the first ``quick.outlier_examples`` of the
+    dataset's test set (label 0) against as many of the harness's uniform-noise outliers (label 1:
+    the same seeded set, `synthetic_outliers`)."""
+    test = dataset.test.x[:QUICK_OUTLIER_EXAMPLES]
     generator = torch.Generator().manual_seed(OUTLIER_SEED)
-    noise = synthetic_outliers(dataset.shape, dataset.levels, min(len(test), SYNTHETIC_OUTLIERS),
-                               generator)["uniform-noise"]
+    noise = synthetic_outliers(dataset.shape, dataset.levels, len(test), generator)["uniform-noise"]
     scores = -np.concatenate([log_prob(test), log_prob(noise)])
     return roc_auc_score(np.r_[np.zeros(len(test)), np.ones(len(noise))], scores)
 

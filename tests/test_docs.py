@@ -177,7 +177,7 @@ def exercise_register_datasets(install_plugin, tmp_path: Path) -> None:
 
 def exercise_register_budgets(install_plugin, tmp_path: Path) -> None:
     install_plugin("tinybudget", "doc_tiny_budget", module_source=example("evalgen_register_budgets"))
-    assert re.search(r"^tiny .*≤200 steps", _invoke("budgets"), re.M)
+    assert re.search(r"^tiny .*\n.*training: ≤ 20 GFLOP, ≤ 200 steps", _invoke("budgets"), re.M)
 
 
 def exercise_register_metrics(install_plugin, tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ class ToySteps:
 
     @hookimpl
     def evalgen_register_budgets(self, register):
-        register(Budget("toy-5k", "5000 steps, for tests", max_seconds=600, max_steps=5_000, max_examples=None,
+        register(Budget("toy-5k", "5000 steps, for tests", max_flops=None, clock_cap_seconds=600,
+                        max_steps=5_000, max_examples=None,
                         batch_size=128, eval_every=1_000, patience=5, num_samples=2_000))
 
 

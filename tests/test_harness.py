@@ -38,7 +38,7 @@ def test_same_seed_gives_the_same_numbers_on_cpu(tmp_path):
     # the validation NLL is in the test NLL's units (D log L included): the best one is close to it
     assert first.training.best_valid_nll_nats == pytest.approx(first.metrics["test_nll"]["nats"], rel=0.05)
     assert first.metrics["test_nll"] == second.metrics["test_nll"]
-    without_seconds = [[[s, loss, v] for s, _, loss, v in r.training.history] for r in (first, second)]
+    without_seconds = [[[s, loss, v, flops] for s, _, loss, v, flops in r.training.history] for r in (first, second)]
     assert without_seconds[0] == without_seconds[1]
     assert torch.equal(samples_a, samples_b)
     other, _ = run_one(RunSpec("flows", "realnvp", "digits", "unit", seed=4), ctx)
@@ -101,7 +101,8 @@ class PatienceBudget:
 
     @hookimpl
     def evalgen_register_budgets(self, register):
-        register(Budget("patience", "step-bound, for tests", max_seconds=600, max_steps=100, max_examples=None,
+        register(Budget("patience", "step-bound, for tests", max_flops=None, clock_cap_seconds=600,
+                        max_steps=100, max_examples=None,
                         batch_size=64, eval_every=10, patience=2, num_samples=64))
 
 

@@ -176,8 +176,8 @@ def test_names_that_could_reach_a_path_are_refused_by_the_registries():
     registry = Registry("dataset")
     for name in ("../x", "a/b", "..", ".hidden", "a--b", "a b", "<script>", "x\n", "", "é", "a" * 65):
         with pytest.raises(EvalgenError, match="not allowed"):
-            registry.register(toy_plugins.Budget(name, "", 1, 1, None, 1, 1, 1, 1))
-    registry.register(toy_plugins.Budget("wgan-gp.v2_a", "", 1, 1, None, 1, 1, 1, 1))
+            registry.register(toy_plugins.Budget(name, "", None, 1, None, 1, 1, 1, 1, 1))
+    registry.register(toy_plugins.Budget("wgan-gp.v2_a", "", None, 1, None, 1, 1, 1, 1, 1))
 
 
 def test_a_family_with_an_unsafe_name_is_reported_and_the_others_load():

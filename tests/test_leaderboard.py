@@ -214,7 +214,7 @@ def test_protocol_has_a_command_per_row_and_the_commands_parse(board, rows):
     assert rows["vae:vae"]["command"] == ("evalgen run --plugin vae --model vae --dataset digits --budget unit "
                                           "--seeds 2 --no-baseline")
     assert "-o 'tag=50%_a&b#{x}'" in rows[f"baselines:categorical [tag={ODD_OPTION['tag']}]"]["command"]
-    for fact in ("d064b2ec", "1,258 / 179 / 360", "| unit | cpu | 600 | 100 |", "cpu (", "evalgen: ",
+    for fact in ("d064b2ec", "1,258 / 179 / 360", "| unit | cpu | — | 100 | — | 600 |", "cpu (", "evalgen: ",
                  "torch: ", "python: ", "git commit: ", "evalgen leaderboard "):
         assert fact in protocol, fact
 
@@ -275,8 +275,8 @@ def test_two_different_records_under_one_key_are_an_error_naming_both(copy_of_ru
     assert not (tmp_path / "out").exists()
 
 
-def _schema_3(record):
-    record["schema"] = "evalgen.run-record/3"
+def _schema_4(record):
+    record["schema"] = "evalgen.run-record/4"
 
 
 def _evalgen_1(record):
@@ -292,7 +292,7 @@ def _other_budget(record):
 
 
 @pytest.mark.parametrize("change,fragments", [
-    (_schema_3, ["schema evalgen.run-record/3", "reads evalgen.run-record/2"]),
+    (_schema_4, ["schema evalgen.run-record/4", "reads evalgen.run-record/3"]),
     (_evalgen_1, ["evalgen 1.0.0", "major version"]),
     (_no_seed, ["at spec: 'seed' is a required property"]),
     (_other_budget, ["budget 'unit' is defined differently"]),
@@ -307,10 +307,10 @@ def test_incompatible_or_invalid_records_are_one_line_errors(copy_of_runs, tmp_p
 
 def test_every_problem_is_listed(copy_of_runs, tmp_path):
     for name in ("gan--gan--digits--unit--seed0.json", "vae--vae--digits--unit--seed0.json"):
-        _edit(copy_of_runs / "machine-b/records" / name, _schema_3)
+        _edit(copy_of_runs / "machine-b/records" / name, _schema_4)
     result = build(copy_of_runs, tmp_path / "out")
     assert_one_line_error(result, "(and 1 more, listed above)")
-    assert result.output.count("evalgen.run-record/3") == 2
+    assert result.output.count("evalgen.run-record/4") == 2
 
 
 def test_a_folder_without_records_is_one_line(tmp_path):

@@ -177,7 +177,8 @@ def test_only_threes_cover_one_digit(digits, digits_weights, evalgen_cache):
 
 
 def _inputs(dataset, cache_dir) -> MetricInputs:
-    budget = Budget("unit", "for tests", max_seconds=1, max_steps=1, max_examples=None, batch_size=1,
+    budget = Budget("unit", "for tests", max_flops=None, clock_cap_seconds=1,
+                    max_steps=1, max_examples=None, batch_size=1,
                     eval_every=1, patience=1, num_samples=10)
     return MetricInputs(dataset=dataset, info=dataset.info(), likelihood=Likelihood(LikelihoodKind.NONE, "none"),
                         samples=dataset.test.x[:10], test_log_prob=None, outlier_score=None,

@@ -12,7 +12,7 @@ import pytest
 
 from evalgen.budgets import Budget
 from evalgen.errors import EvalgenError
-from evalgen.record_schema import RUN_RECORD_1, RUN_RECORD_2, SCHEMA, SCHEMA_1
+from evalgen.record_schema import RUN_RECORD_1, RUN_RECORD_2, RUN_RECORD_3, SCHEMA, SCHEMA_1
 from evalgen.record_types import (
     DatasetSection,
     HistoryRow,
@@ -51,11 +51,11 @@ def _properties(schema: dict, path: tuple[str, ...]) -> set[str]:
 
 @pytest.mark.parametrize(("path", "cls"), SECTIONS, ids=lambda item: getattr(item, "__name__", None))
 def test_schema_and_types_name_the_same_fields(path, cls):
-    assert _properties(RUN_RECORD_2, path) == _names(cls)
+    assert _properties(RUN_RECORD_3, path) == _names(cls)
 
 
 def test_history_rows_are_the_schema_history_rows():
-    items = RUN_RECORD_2["properties"]["training"]["properties"]["history"]["items"]
+    items = RUN_RECORD_3["properties"]["training"]["properties"]["history"]["items"]
     assert len(items["prefixItems"]) == len(HistoryRow._fields) == items["maxItems"]
 
 

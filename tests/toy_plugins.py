@@ -117,7 +117,7 @@ class UnitBudget:
 
     @hookimpl
     def evalgen_register_budgets(self, register):
-        register(Budget("unit", "step-bound, for tests", max_seconds=600, max_steps=100,
+        register(Budget("unit", "step-bound, for tests", max_flops=None, clock_cap_seconds=600, max_steps=100,
                         max_examples=None, batch_size=64, eval_every=50, patience=5, num_samples=256))
 
 
@@ -137,7 +137,8 @@ class QuickSteps:
         from evalgen.budget_presets import PRESETS
 
         quick = next(b for b in PRESETS if b.name == "quick")
-        register(Budget("quick-steps", "quick, step-bound: for tests", max_seconds=3_600, max_steps=self.MAX_STEPS,
+        register(Budget("quick-steps", "quick, step-bound: for tests", max_flops=None, clock_cap_seconds=3_600,
+                        max_steps=self.MAX_STEPS,
                         max_examples=None, batch_size=quick.batch_size, eval_every=quick.eval_every,
                         patience=quick.patience, num_samples=quick.num_samples))
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -90,35 +91,67 @@ def outlier_scorer(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
 
 def _test_scores(run: ResolvedRun, scorer: Callable[[torch.Tensor], torch.Tensor] | None,
                  log_p: torch.Tensor | None) -> torch.Tensor | None:
+    """Outlier scores of the first ``budget.outlier_examples`` test examples (the in-distribution
+    side of every outlier set)."""
     if scorer is None:
         return None
+    n = run.budget.outlier_examples
     if run.model.outlier_score is None:  # the default score: reuse the test log p
-        return outlier_score_default(log_p, run.info.num_dims)
-    return scorer(run.dataset.test.x)
+        return outlier_score_default(log_p[:n], run.info.num_dims)
+    return scorer(run.dataset.test.x[:n])
+
+
+class _PartTimer:
+    """Wall-clock seconds per part of the evaluation (device work synchronized)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
 
 def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.device,
              metrics: Registry[MetricSpec],
-             load_dataset: Callable[[str], Dataset]) -> tuple[dict[str, Any], torch.Tensor]:
-    """Metrics of a trained model (skipped ones say why), and its samples in stored values."""
+             load_dataset: Callable[[str], Dataset]) -> tuple[dict[str, Any], torch.Tensor, dict[str, float]]:
+    """Metrics of a trained model (skipped ones say why), its samples in stored values, and the
+    seconds each part of the evaluation took (sampling, test NLL, then each metric)."""
     hooks, info, budget, seed = run.hooks, run.info, run.budget, run.spec.seed
-    samples, seconds = draw_samples(hooks, model, info, budget.num_samples, seed, device)
+    timer = _PartTimer(device)
+    with timer.part("sampling"):
+        samples, seconds = draw_samples(hooks, model, info, budget.num_samples, seed, device)
     results: dict[str, Any] = {"sampling": {
         "num_samples": budget.num_samples,
         "seconds": seconds,
         "samples_per_second": budget.num_samples / seconds if seconds > 0 else None,
     }}
     scorer, score_label = outlier_scorer(hooks, model, info, device)
-    log_p = test_log_prob(hooks, model, data) if hooks.has_likelihood else None
+    with timer.part("test_nll"):
+        log_p = test_log_prob(hooks, model, data) if hooks.has_likelihood else None
+        elbo = test_log_prob(hooks, model, data, 1) if hooks.has_likelihood and reports_elbo(hooks) else None
+        details = hooks.likelihood_details(model) if hooks.has_likelihood else None
+    with timer.part("outliers"):
+        in_scores = _test_scores(run, scorer, log_p)
     inputs = MetricInputs(
         dataset=run.dataset, info=info, likelihood=hooks.likelihood, samples=samples, test_log_prob=log_p,
-        test_elbo=test_log_prob(hooks, model, data, 1) if hooks.has_likelihood and reports_elbo(hooks) else None,
-        likelihood_details=hooks.likelihood_details(model) if hooks.has_likelihood else None,
-        outlier_score=scorer, test_outlier_scores=_test_scores(run, scorer, log_p), outlier_score_label=score_label,
+        test_elbo=elbo, likelihood_details=details, outlier_score=scorer,
+        test_outlier_scores=in_scores, outlier_score_label=score_label,
         load_dataset=load_dataset, budget=budget, seed=seed, device=device, plugin=run.spec.plugin,
         model=run.spec.model,
     )
     for metric in metrics:
         reason = metric.skip_reason(inputs)
-        results[metric.name] = {"skipped": reason} if reason else metric.compute(inputs)
-    return results, samples
+        if reason:
+            results[metric.name] = {"skipped": reason}
+            continue
+        with timer.part(metric.name):
+            results[metric.name] = metric.compute(inputs)
+    return results, samples, timer.seconds

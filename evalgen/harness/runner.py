@@ -13,6 +13,7 @@ import filelock
 import numpy as np
 import torch
 
+from evalgen.budgets import format_flops
 from evalgen.datasets.base import Dataset, LoadContext
 from evalgen.errors import EvalgenError
 from evalgen.harness.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_checkpoint
@@ -25,6 +26,7 @@ from evalgen.plugins import Plugins
 from evalgen.provenance import git_commit, provenance
 from evalgen.record_types import (
     DatasetSection,
+    EvaluationSection,
     HistoryRow,
     ImportanceSamples,
     ModelSection,
@@ -88,7 +90,9 @@ def _training_section(outcome: TrainOutcome, run: ResolvedRun) -> TrainingSectio
         budget=run.budget, seconds=outcome.seconds, steps=outcome.steps, examples=outcome.examples,
         stopped_by=outcome.stopped_by, best_step=outcome.best_step, best_valid_nll_nats=outcome.best_valid_nll,
         diverged_at_step=outcome.diverged_at_step, divergence=outcome.divergence,
-        history=tuple(HistoryRow(*row) for row in outcome.history), losses=outcome.losses)
+        history=tuple(HistoryRow(*row) for row in outcome.history), losses=outcome.losses,
+        flops=outcome.flops, flop_rate=outcome.flops / outcome.seconds if outcome.seconds > 0 else None,
+        flop_counting=outcome.flop_counting, budget_fraction=outcome.budget_fraction)
 
 
 def _model_section(run: ResolvedRun, model: torch.nn.Module, plugins: Plugins) -> ModelSection:
@@ -125,15 +129,15 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[RunRecord, torch.Tensor | N
     record and the samples (stored values, CPU) or None if the run diverged."""
     run = resolve_run(spec, ctx.plugins, ctx.dataset(spec.dataset))
     model, data, outcome = _train(run, ctx.device)
-    samples, metrics = None, {}
+    samples, metrics, seconds = None, {}, {}
     if outcome.diverged_at_step is None:
-        metrics, samples = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset)
+        metrics, samples, seconds = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset)
     record = RunRecord(
         schema=SCHEMA, key=spec.key, status="ok" if outcome.diverged_at_step is None else "diverged", spec=spec,
         model=_model_section(run, model, ctx.plugins), dataset=_dataset_section(run.dataset),
         training=_training_section(outcome, run), metrics=metrics,
         samples_grid=_save_grid(samples, run.dataset, ctx.out_dir, spec.key),
-        provenance=Provenance(**provenance(ctx.device)))
+        provenance=Provenance(**provenance(ctx.device)), evaluation=EvaluationSection(seconds=seconds))
     save_checkpoint(checkpoint_path(ctx.out_dir, spec.key), model, spec.to_dict())
     write_record(ctx.out_dir, record)
     return record, samples
@@ -255,7 +259,11 @@ def _one_line(record: RunRecord, columns: Mapping[str, TableColumn]) -> str:
         if value is not None:
             number = f"{value:.0f}/{total:.0f}" if total is not None else f"{value:.{columns[name].spec.digits}f}"
             parts.append(f"{columns[name].spec.title} {number}" + (f" ({label})" if label else ""))
-    parts.append(f"{training.steps} steps in {training.seconds:.1f}s ({training.stopped_by})")
+    parts.append(f"{training.steps} steps, {format_flops(training.flops)} in {training.seconds:.1f}s "
+                 f"({training.stopped_by}" + (f" at {training.budget_fraction:.0%} of the budget: cut short"
+                                              if training.cut_short else "") + ")")
+    if record.evaluation is not None:
+        parts.append(f"evaluated in {record.evaluation.total_seconds:.1f}s")
     return f"{head}: " + ", ".join(parts)
 
 

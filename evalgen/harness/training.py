@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,8 +23,9 @@ from evalgen.types import TrainState
 class TrainOutcome:
     """What training did.
 
-    ``history`` rows: [step, train seconds, mean of the first reported loss, valid NLL], one per
-    validation point (every ``eval_every`` steps and at the end). ``losses`` holds, per name the
+    ``history`` rows: [step, train seconds, mean of the first reported loss, valid NLL, counted
+    training FLOPs so far], one per validation point (every ``eval_every`` steps and at the end).
+    ``losses`` holds, per name the
     train step reported (losses, gradient norms, ...), its mean over the steps since the previous
     row, aligned with ``history`` (None where the name was not reported in that window).
     """
@@ -31,6 +33,11 @@ class TrainOutcome:
     seconds: float = 0.0
     steps: int = 0
     examples: int = 0
+    flops: int = 0
+    #: how the FLOPs were counted (`evalgen.harness.flops.StepFlopCounter.describe`)
+    flop_counting: dict[str, Any] = field(default_factory=dict)
+    #: how far training got towards the nearest limit of its budget, in [0, 1]
+    budget_fraction: float = 0.0
     stopped_by: str = ""
     diverged_at_step: int | None = None
     divergence: str | None = None
@@ -42,10 +49,10 @@ class TrainOutcome:
     def diverge(self, step: int, reason: str) -> None:
         self.diverged_at_step, self.divergence, self.stopped_by = step, reason, "diverged"
 
-    def add_row(self, step: int, seconds: float, window: dict[str, list[float]], valid: float | None) -> None:
+    def add_row(self, clock: TrainingClock, window: dict[str, list[float]], valid: float | None) -> None:
         means = {name: sum(v) / len(v) for name, v in window.items() if v}
         first = next(iter(means.values()), None)
-        self.history.append([step, seconds, first, valid])
+        self.history.append([clock.steps, clock.seconds, first, valid, clock.flops.total])
         for name in means.keys() - self.losses.keys():
             self.losses[name] = [None] * (len(self.history) - 1)
         for name, trace in self.losses.items():
@@ -87,7 +94,7 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
     For likelihood models the parameters of the best validation step are restored at the end.
     """
     outcome = TrainOutcome()
-    clock = TrainingClock(budget)
+    clock = TrainingClock(budget, state.optimizers)
     best = _Best()
     validate = hooks.has_likelihood and hooks.spec.validation_nll
     window: dict[str, list[float]] = {}
@@ -97,7 +104,8 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
     clock.start()
     for batch in data.batches(budget.batch_size, state.generator):
         try:
-            losses = hooks.train_step(model, batch, state)
+            with clock.flops.step():
+                losses = hooks.train_step(model, batch, state)
         except TrainingDiverged as exc:
             outcome.diverge(state.step + 1, str(exc))
             break
@@ -112,7 +120,7 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
         if state.step % budget.eval_every == 0 or limit:
             clock.pause()
             valid = mean_nll(hooks, model, data.valid_x, data) if validate else None
-            outcome.add_row(state.step, clock.seconds, window, valid)
+            outcome.add_row(clock, window, valid)
             window = {}
             progress.update(state.step - progress.n)
             progress.set_postfix(loss=f"{outcome.history[-1][2]:.4g}", refresh=False)
@@ -128,10 +136,13 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
                 break
             clock.start()
     clock.pause()
+    clock.flops.close()
     progress.close()
     if outcome.diverged_at_step is not None and any(window.values()):
-        outcome.add_row(state.step, clock.seconds, window, None)  # the trace up to the divergence
+        outcome.add_row(clock, window, None)  # the trace up to the divergence
     outcome.seconds, outcome.steps, outcome.examples = clock.seconds, clock.steps, clock.examples
+    outcome.flops, outcome.flop_counting = clock.flops.total, clock.flops.describe()
+    outcome.budget_fraction = clock.budget_fraction()
     if best.state is not None:
         model.load_state_dict(best.state)
         outcome.best_step, outcome.best_valid_nll = best.step, best.nll

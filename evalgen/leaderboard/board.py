@@ -23,7 +23,7 @@ from evalgen.leaderboard.collect import Found
 from evalgen.planning import BASELINE_FAMILY
 from evalgen.record_types import RunRecord
 from evalgen.runspec import RunSpec
-from evalgen.table_columns import SAMPLES_PER_SECOND, TRAIN_SECONDS, TableColumn
+from evalgen.table_columns import SAMPLES_PER_SECOND, TRAIN_FLOPS, TRAIN_SECONDS, TableColumn
 from evalgen.tables import GROUP_COLUMNS, column_cells, model_label, records_frame, summary_frame, variant_label
 from evalgen.types import LikelihoodKind
 
@@ -31,7 +31,7 @@ __all__ = ["COST", "HEADLINES", "Board", "Capability", "Cell", "Column", "Row", 
            "capabilities", "reproduce_command"]
 
 #: The cost columns of a board, after the parameters.
-COST = (TRAIN_SECONDS, SAMPLES_PER_SECOND)
+COST = (TRAIN_FLOPS, TRAIN_SECONDS, SAMPLES_PER_SECOND)
 #: What ranks a board ('#'): the first of these columns that some row has.
 HEADLINES = ("bits_per_dim", "nll_nats", "fid")
 KIND_WORDS = {LikelihoodKind.EXACT: "exact", LikelihoodKind.LOWER_BOUND: "bounded (≤)",
@@ -122,11 +122,17 @@ def reproduce_command(spec: RunSpec, seeds: tuple[int, ...]) -> str:
 
 
 def _status(found: list[Found]) -> str:
+    """"ok", or which seeds diverged and which the clock cut short (their numbers are left out)."""
     diverged = [f.record for f in found if not f.record.finished]
-    if not diverged:
-        return "ok"
-    where = ", ".join(f"seed {r.spec.seed} at step {r.training.diverged_at_step}" for r in diverged)
-    return f"{len(diverged)}/{len(found)} diverged ({where})"
+    cut = [f.record for f in found if f.record.training.cut_short]
+    parts = []
+    if diverged:
+        where = ", ".join(f"seed {r.spec.seed} at step {r.training.diverged_at_step}" for r in diverged)
+        parts.append(f"{len(diverged)}/{len(found)} diverged ({where})")
+    if cut:
+        where = ", ".join(f"seed {r.spec.seed} at {r.training.budget_fraction:.0%} of the budget" for r in cut)
+        parts.append(f"{len(cut)}/{len(found)} cut short by the clock ({where}; not ranked)")
+    return "; ".join(parts) or "ok"
 
 
 def _ranks(summary: pd.DataFrame, column: TableColumn) -> list[int | None]:

@@ -1,7 +1,8 @@
 """Find run records under a folder, validate them, and merge copies from several machines.
 
 Merging refuses, rather than mixes: two different records under one key, records of another
-schema version or evalgen major version, and runs that disagree on what a dataset or a budget is.
+evalgen major version, and runs that disagree on what a dataset or a budget is, in any unit (a
+seconds-bound budget of a schema-1 or -2 record differs from every budget of counted units).
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def _identity(record: RunRecord, what: str) -> tuple[str, dict[str, Any]]:
     return record.spec.budget, {k: v for k, v in record.training.budget.to_dict().items() if k != "summary"}
 
 
+def _shown(value: Any) -> str:
+    return "none" if value is None else repr(value) if isinstance(value, str) else f"{value}"
+
+
 def _disagreements(found: list[Found]) -> list[str]:
     """Same dataset or budget name with a different definition: their numbers do not compare."""
     problems = []
@@ -81,8 +86,11 @@ def _disagreements(found: list[Found]) -> list[str]:
         for what in ("dataset", "budget"):
             name, identity = _identity(item.record, what)
             seen = first.setdefault((what, name), item)
-            if _identity(seen.record, what)[1] != identity:
-                problems.append(f"{what} '{name}' is defined differently in {seen.path} and {item.path}; "
+            theirs = _identity(seen.record, what)[1]
+            if theirs != identity:
+                keys = sorted(key for key in theirs.keys() | identity.keys() if theirs.get(key) != identity.get(key))
+                differ = ", ".join(f"{key} {_shown(theirs.get(key))} vs {_shown(identity.get(key))}" for key in keys)
+                problems.append(f"{what} '{name}' is defined differently in {seen.path} and {item.path} ({differ}); "
                                 f"the records of one leaderboard must agree on it")
     return problems
 

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from evalgen.harness.flops import FLOP_CONVENTION
 from evalgen.leaderboard.board import Board
 from evalgen.leaderboard.collect import Found
 from evalgen.leaderboard.escape import clean_text, markdown_code, markdown_text
@@ -22,8 +23,9 @@ from evalgen.record_types import RunRecord
 __all__ = ["BUDGET_FIELDS", "PLOTTED_WITH", "protocol_markdown"]
 
 #: Budget fields in the order `evalgen budgets` shows them; others follow, sorted.
-BUDGET_FIELDS = ("name", "target", "max_seconds", "max_steps", "max_examples", "batch_size", "eval_every",
-                 "patience", "num_samples", "importance_samples", "valid_importance_samples", "summary")
+BUDGET_FIELDS = ("name", "target", "max_flops", "max_steps", "max_examples", "clock_cap_seconds", "batch_size",
+                 "eval_every", "patience", "num_samples", "importance_samples", "valid_importance_samples",
+                 "outlier_examples", "legacy", "summary")
 #: The plots' renderer: PNG bytes are only reproducible with the same version.
 PLOTTED_WITH = f"matplotlib {importlib.metadata.version('matplotlib')}"
 VERSIONS = (("evalgen", "evalgen_version"), ("git commit", "git_commit"), ("torch", "torch_version"),
@@ -103,7 +105,9 @@ def protocol_markdown(found: list[Found], boards: list[Board], runs_relative: st
          f"every file of this folder, byte for byte (the PNGs with the same matplotlib version: "
          f"{PLOTTED_WITH}), by running this in it:\n\n    evalgen leaderboard {runs_relative} --out ."),
         "## Datasets", "Splits are fixed; the checksum covers the stored values.", _datasets(found),
-        "## Budgets", "Training stops at the first limit reached; evaluation is not charged to it.", _budgets(found),
+        "## Budgets", ("Training stops at the first limit reached: counted training FLOPs (`max_flops`), steps "
+                       "or examples; the clock cap is a safety net, and a run it stopped is not ranked. Evaluation "
+                       f"is not charged to the budget. FLOPs: {FLOP_CONVENTION}."), _budgets(found),
         "## Hardware", _hardware(found),
         "## Versions", _versions(found),
         "## Reproducing each row",

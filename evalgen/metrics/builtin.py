@@ -19,7 +19,6 @@ IMAGE_KINDS = frozenset({DataKind.BINARY, DataKind.DISCRETE})
 #: Seed of the synthetic outliers, the same for every model.
 OUTLIER_SEED = 7_919
 #: Examples per synthetic outlier set (AUROC's standard error is below 0.01 at this size).
-SYNTHETIC_OUTLIERS = 2_000
 
 
 def _test_nll(inputs: MetricInputs) -> dict[str, Any]:
@@ -75,20 +74,22 @@ def _mode_coverage(inputs: MetricInputs) -> dict[str, Any]:
 
 def _detection(score: Callable[[torch.Tensor], torch.Tensor], in_scores: torch.Tensor,
                outliers: torch.Tensor) -> dict[str, Any]:
-    from evalgen.metrics.outliers import detection_metrics
+    from evalgen.metrics.outliers import auroc_standard_error_bound, detection_metrics
 
-    return detection_metrics(in_scores, score(outliers))
+    result = detection_metrics(in_scores, score(outliers))
+    result.update(num_in=len(in_scores), num_out=len(outliers),
+                  auroc_se_bound=auroc_standard_error_bound(len(in_scores), len(outliers)))
+    return result
 
 
 def _outliers(inputs: MetricInputs) -> dict[str, Any]:
     from evalgen.metrics.outliers import OOD_PAIRS, synthetic_outliers
 
     score = inputs.outlier_score
-    test = inputs.dataset.test.x
-    in_scores = inputs.test_outlier_scores
+    in_scores = inputs.test_outlier_scores  # the first budget.outlier_examples test examples
+    n = len(in_scores)
     generator = torch.Generator().manual_seed(OUTLIER_SEED)
-    synthetic = synthetic_outliers(inputs.info.shape, inputs.info.levels,
-                                   min(len(test), SYNTHETIC_OUTLIERS), generator)
+    synthetic = synthetic_outliers(inputs.info.shape, inputs.info.levels, n, generator)
     sets: dict[str, Any] = {name: _detection(score, in_scores, x) for name, x in synthetic.items()}
     headline = next(iter(synthetic))
     for other in OOD_PAIRS.get(inputs.dataset.name, []):
@@ -97,9 +98,9 @@ def _outliers(inputs: MetricInputs) -> dict[str, Any]:
         except DataUnavailableError as exc:
             sets[other] = {"skipped": str(exc)}
             continue
-        sets[other] = _detection(score, in_scores, ood.test.x)
+        sets[other] = _detection(score, in_scores, ood.test.x[:n])
         headline = other if headline in synthetic else headline
-    return {"score": inputs.outlier_score_label, "in_distribution": f"{inputs.dataset.name} test",
+    return {"score": inputs.outlier_score_label, "in_distribution": f"{inputs.dataset.name} test ({n} examples)",
             "headline": headline, "sets": sets}
 
 

@@ -46,6 +46,8 @@ class MetricColumn:
             reference row, `REFERENCE_ROW`, so a model's gap to the truth is visible.
         value: section -> number, for numbers not at a fixed path (overrides ``field``).
         describe: section -> label text, for labels not at a fixed path (overrides ``label``).
+        formatter: number -> text, for numbers not shown with fixed decimals (training FLOPs as
+            "12.3 GFLOP"); a mean over seeds is shown as its text and "(n=3)".
     """
 
     name: str
@@ -61,6 +63,7 @@ class MetricColumn:
     reference: str | None = None
     value: Callable[[Mapping[str, Any]], Any] | None = None
     describe: Callable[[Mapping[str, Any]], str | None] | None = None
+    formatter: Callable[[float], str] | None = None
 
     def __post_init__(self) -> None:
         if not COLUMN_NAME.match(self.name):

@@ -126,8 +126,8 @@ class _Session:
         budgets = list(self.plugins.budgets)
         if not budgets:
             return None
-        smallest = min(budgets, key=lambda b: b.max_seconds)
-        return smallest.name, float(smallest.max_seconds)
+        smallest = min(budgets, key=lambda b: b.clock_cap_seconds)
+        return smallest.name, float(smallest.clock_cap_seconds)
 
     def subject(self, spec: ModelSpec, kind: DataKind) -> Subject:
         key = (spec.name, kind)

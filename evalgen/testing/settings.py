@@ -37,7 +37,7 @@ class CheckSettings:
     Training:
         train_steps: steps of the training checks (on the main check data).
         step_time_fraction: one step (median) may take at most this fraction of the smallest
-            registered budget's ``max_seconds``.
+            registered budget's ``clock_cap_seconds``.
 
     Checkpoints:
         checkpoint_rtol, checkpoint_atol: log_prob and samples of a model rebuilt from a saved
@@ -91,7 +91,7 @@ class CheckSettings:
     batch_atol: float = 1e-3
 
     train_steps: int = 40
-    step_time_fraction: float = 0.02
+    step_time_fraction: float = 0.001
 
     checkpoint_rtol: float = 1e-5
     checkpoint_atol: float = 1e-5

@@ -131,10 +131,13 @@ class PlanarStack(Transform):
         u, wu = self.u_hat()
         scale = torch.exp(-self.log_scale)
         hs = []
-        for k in range(self.w.shape[0]):
-            x = torch.addcmul(self.shift[k], x, scale[k])
-            h = torch.tanh(torch.addmv(self.b[k], x, self.w[k]))
-            x = torch.addr(x, h, u[k])
+        # unbind once: indexing a stacked parameter per layer would give each layer's backward a
+        # full (K, D) zero gradient to add, K^2 D work and 4K extra ops per step
+        layers = zip(self.shift.unbind(0), scale.unbind(0), self.b.unbind(0), self.w.unbind(0), u.unbind(0))
+        for shift, scale_k, b, w, u_k in layers:
+            x = torch.addcmul(shift, x, scale_k)
+            h = torch.tanh(torch.addmv(b, x, w))
+            x = torch.addr(x, h, u_k)
             hs.append(h)
         h = torch.stack(hs, -1)  # (N, K)
         ladj = torch.log1p(wu * (1.0 - h * h)).sum(-1) - self.log_scale.sum()
