@@ -133,3 +133,24 @@ def test_hostile_schema_2_fields_are_one_line_errors(tmp_path, edit, where):
     with pytest.raises(EvalgenError, match=f"not a valid {SCHEMA} record") as error:
         read_record(path)
     assert where in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("edit", "where"), [
+    (lambda r: r["training"].update(flops=-1), "at training/flops"),
+    (lambda r: r["training"].update(budget_fraction=1.5), "at training/budget_fraction"),
+    (lambda r: r["training"]["budget"].update(max_flops="1e12"), "at training/budget/max_flops"),
+    (lambda r: r["training"]["budget"].update(clock_cap_seconds=-5), "at training/budget/clock_cap_seconds"),
+    (lambda r: r["training"]["budget"].pop("outlier_examples"), "'outlier_examples' is a required property"),
+    (lambda r: r["training"].update(history=[[1, 0.1, None, None]]), "at training/history/0"),
+    (lambda r: r.update(evaluation={"seconds": {"sampling": -1}}), "at evaluation"),
+    (lambda r: r.update(evaluation={"seconds": [1, 2]}), "at evaluation"),
+], ids=["negative flops", "fraction above 1", "flops as text", "negative clock cap", "no outlier size",
+        "history row of schema 2", "negative seconds", "seconds not an object"])
+def test_hostile_schema_3_fields_are_one_line_errors(tmp_path, edit, where):
+    path = write_record(tmp_path, read_record(COMMITTED[0]))
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(EvalgenError, match=f"not a valid {SCHEMA} record") as error:
+        read_record(path)
+    assert where in str(error.value) and "\n" not in str(error.value)
