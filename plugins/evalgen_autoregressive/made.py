@@ -172,12 +172,28 @@ class MADE(LevelsModel):
         x = torch.zeros(n, self.num_dims, device=device)
         for k in range(self.num_masks):
             rows = (choice == k).nonzero().squeeze(-1)
-            if rows.numel() == 0:
-                continue
-            x_k, u_k = x[rows], u[rows]
-            weight = self._out_weight(k)
-            for d in self.orders[k].tolist():
-                logits_d = self._hidden(x_k, k) @ weight[d].T + self.out_bias[d]  # (m, P)
-                x_k[:, d] = draw(logits_d, u_k[:, d])
-            x[rows] = x_k
+            if rows.numel() > 0:
+                x[rows] = self._sample_under_mask(k, u[rows])
         return x.reshape(n, *self.shape)
+
+    def _sample_under_mask(self, mask: int, u: torch.Tensor) -> torch.Tensor:
+        """(m, D) draws under mask ``mask`` from the uniforms ``u`` (m, D), one dimension at a time.
+
+        The first layer's pre-activation is updated as each dimension is drawn (a rank-1 update,
+        O(m H)) rather than recomputed from x (O(m D H)): dimensions not yet drawn are 0 in x, so
+        ``b + W x`` is the running sum of the drawn dimensions' columns. The masked weights are
+        built once per mask, not once per dimension."""
+        dtype = self.out_weight.dtype
+        scale = 1.0 / (self.levels - 1) if self.levels > 2 else 1.0
+        weights = [layer.weight * getattr(self, f"mask_{i}")[mask].to(dtype) for i, layer in enumerate(self.layers)]
+        first_columns = (weights[0] * scale).t().contiguous()  # (D, H): input d's column, scaled
+        out_weight = self._out_weight(mask)  # (D, P, H)
+        x = torch.zeros(u.shape, device=u.device, dtype=dtype)
+        pre = self.layers[0].bias.expand(u.shape[0], -1).clone()  # (m, H): b + W x, x = 0
+        for d in self.orders[mask].tolist():
+            h = F.relu(pre)
+            for layer, weight in zip(self.layers[1:], weights[1:]):
+                h = F.relu(F.linear(h, weight, layer.bias))
+            x[:, d] = draw(h @ out_weight[d].T + self.out_bias[d], u[:, d])
+            pre.addr_(x[:, d], first_columns[d])
+        return x
