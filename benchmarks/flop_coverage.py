@@ -148,7 +148,8 @@ def _scaled(plugins, outside: list[Row], median: float, args: argparse.Namespace
         big = measure(plugins, plugin, model, max(20, args.steps // args.batch_scale), device, args.batch_scale)
         rate = (big.counted_flops - row.counted_flops) / max(big.seconds_per_step - row.seconds_per_step, 1e-9)
         within = median / args.spread <= rate <= median * args.spread
-        why = "the gap is per-op overhead" if within else "outside the band: missed work, or slow kernels"
+        why = ("the gap is per-op overhead" if within else "above the band" if rate > median * args.spread
+               else "below the band: missed work, or slow memory-bound kernels")
         print(f"{big.label:24} {big.counted_flops:10.3e} FLOP/step {big.seconds_per_step * 1e3:8.2f} ms/step; "
               f"marginal {rate / 1e9:7.3f} GFLOP/s = {rate / median:.2f}x the median: {why}", flush=True)
 
