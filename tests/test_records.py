@@ -118,6 +118,17 @@ def test_a_schema_1_record_with_a_label_of_no_kind_is_refused(tmp_path):
         read_record(tmp_path / source.name)
 
 
+def _assert_edit_is_one_line_error(tmp_path, edit, where):
+    """A committed record, edited on disk by ``edit``, is refused in one line naming ``where``."""
+    path = write_record(tmp_path, read_record(COMMITTED[0]))
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(EvalgenError, match=f"not a valid {SCHEMA} record") as error:
+        read_record(path)
+    assert where in str(error.value) and "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize(("edit", "where"), [
     (lambda r: r["model"].update(likelihood_kind="best"), "at model/likelihood_kind"),
     (lambda r: r["model"].update(options={"hidden": {"nested": 1}}), "at model/options"),
@@ -125,14 +136,7 @@ def test_a_schema_1_record_with_a_label_of_no_kind_is_refused(tmp_path):
     (lambda r: r["model"].pop("likelihood_kind"), "'likelihood_kind' is a required property"),
 ], ids=["unknown kind", "nested option", "options not an object", "no kind"])
 def test_hostile_schema_2_fields_are_one_line_errors(tmp_path, edit, where):
-    record = read_record(COMMITTED[0])
-    path = write_record(tmp_path, record)
-    data = json.loads(path.read_text())
-    edit(data)
-    path.write_text(json.dumps(data))
-    with pytest.raises(EvalgenError, match=f"not a valid {SCHEMA} record") as error:
-        read_record(path)
-    assert where in str(error.value) and "\n" not in str(error.value)
+    _assert_edit_is_one_line_error(tmp_path, edit, where)
 
 
 @pytest.mark.parametrize(("edit", "where"), [
@@ -147,10 +151,4 @@ def test_hostile_schema_2_fields_are_one_line_errors(tmp_path, edit, where):
 ], ids=["negative flops", "fraction above 1", "flops as text", "negative clock cap", "no outlier size",
         "history row of schema 2", "negative seconds", "seconds not an object"])
 def test_hostile_schema_3_fields_are_one_line_errors(tmp_path, edit, where):
-    path = write_record(tmp_path, read_record(COMMITTED[0]))
-    data = json.loads(path.read_text())
-    edit(data)
-    path.write_text(json.dumps(data))
-    with pytest.raises(EvalgenError, match=f"not a valid {SCHEMA} record") as error:
-        read_record(path)
-    assert where in str(error.value) and "\n" not in str(error.value)
+    _assert_edit_is_one_line_error(tmp_path, edit, where)
