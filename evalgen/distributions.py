@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Bernoulli", "Categorical", "DiscretizedLogistic", "LogisticMixture"]
+__all__ = ["Bernoulli", "Categorical", "DiscretizedLogistic", "LogisticMixture", "discretized_logistic_log_prob"]
 
 
 class Bernoulli:
@@ -101,15 +101,7 @@ class DiscretizedLogistic:
     def log_prob_per_dim(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log P(x_i) per dimension, without the sum: (..., D)."""
         mean, log_scale = self._split(params)
-        half_bin = 1.0 / (self.levels - 1)
-        centre = x * (2.0 * half_bin) - 1.0
-        inv_scale = torch.exp(-log_scale)
-        upper = (centre + half_bin - mean) * inv_scale
-        lower = (centre - half_bin - mean) * inv_scale
-        first = F.logsigmoid(upper)  # the lowest level: P(value < c_0 + half_bin)
-        last = F.logsigmoid(-lower)  # the highest level: 1 - sigmoid(lower)
-        middle = upper + torch.log(-torch.expm1(lower - upper)) - F.softplus(upper) - F.softplus(lower)
-        return torch.where(x <= 0, first, torch.where(x >= self.levels - 1, last, middle))
+        return discretized_logistic_log_prob(mean, log_scale, x, self.levels)
 
     def sample(self, params: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         mean, log_scale = self._split(params)
@@ -137,9 +129,14 @@ class LogisticMixture:
         return torch.log_softmax(logits, dim=-1), torch.stack([mean, log_scale], dim=-1)
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        log_weights, component_params = self._parts(params)  # (..., D, M), (..., D, M, 2)
-        per_component = self.single.log_prob_per_dim(component_params, x.unsqueeze(-1))
-        return torch.logsumexp(log_weights + per_component, dim=-1).sum(-1)
+        # Components first, each a contiguous (..., D) slab: one copy, after which every op is a
+        # vectorized elementwise pass (a reduction over a trailing dimension of size M is not).
+        logits, mean, log_scale = params.unflatten(-1, (3, self.components)).movedim((-2, -1), (0, 1)).contiguous()
+        log_scale = log_scale.clamp(min=DiscretizedLogistic.MIN_LOG_SCALE)
+        per_component = discretized_logistic_log_prob(mean, log_scale, x, self.levels)  # (M, ..., D)
+        # (logits may be a view of params: `contiguous` copies only when the layout changes)
+        joint = logits + per_component if _needs_graph(params) else per_component.add_(logits)
+        return (_log_sum_exp_first(joint) - _log_sum_exp_first(logits)).sum(-1)
 
     def sample(self, params: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         log_weights, component_params = self._parts(params)
@@ -151,3 +148,70 @@ class LogisticMixture:
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         log_weights, component_params = self._parts(params)
         return (log_weights.exp() * self.single.mean(component_params)).sum(-1)
+
+
+def _needs_graph(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records ops on these tensors: then no intermediate may be overwritten."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _log1p_exp_neg_abs(v: torch.Tensor) -> torch.Tensor:
+    """log(1 + exp(-|v|)), in [0, log 2], with the vectorized exp and log (``log1p`` is a scalar
+    loop on CPU, ~7x slower); the absolute error is below float32's epsilon."""
+    return torch.log(1.0 + torch.exp(-v.abs()))
+
+
+def _log_one_minus_exp_neg(w: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(-w)) for w > 0, as log(2t / (1 + t)) with t = tanh(w / 2), which is exact
+    (e^-w = (1 - t) / (1 + t)) and keeps full relative precision as w -> 0, where 1 - exp(-w)
+    cancels; tanh is vectorized on CPU, ``expm1`` is not."""
+    t = torch.tanh(0.5 * w)
+    return torch.log(2.0 * t / (1.0 + t))
+
+
+def _log_sum_exp_first(a: torch.Tensor) -> torch.Tensor:
+    """log sum exp over dimension 0 (a few components), max-shifted; one allocation of a's size."""
+    peak = a.amax(0)
+    return (a - peak).exp_().sum(0).log_().add_(peak)
+
+
+def discretized_logistic_log_prob(mean: torch.Tensor, log_scale: torch.Tensor, x: torch.Tensor,
+                                  levels: int) -> torch.Tensor:
+    """log P(x) of a logistic(mean, exp(log_scale)) discretized onto ``levels`` levels, per element.
+
+    ``mean`` and ``log_scale`` broadcast with ``x`` (integer levels as floats). With
+    u = (c_x + 1/(L-1) - mean) / s the standardized upper edge of x's bin, l = u - w the lower
+    edge and w = 2 / ((L-1) s) the bin width:
+
+    * lowest level: log sigmoid(u);  highest level: log(1 - sigmoid(l));
+    * in between: log(sigmoid(u) - sigmoid(l)) = log sigmoid(u) + log(1 - sigmoid(l)) + log(1 - e^-w),
+      since sigmoid(u) - sigmoid(l) = sigmoid(u) (1 - sigmoid(l)) (1 - e^(l-u)). Each term is
+      computed without cancellation, so no small-probability approximation is needed.
+
+    Without a graph to record (evaluation) the same formulas run in place, ~1.4x faster: on CPU
+    these passes are bound by allocating and touching memory, not by arithmetic.
+    """
+    half_bin = 1.0 / (levels - 1)
+    upper_edge = x * (2.0 * half_bin) - (1.0 - half_bin)  # c_x + half a bin, broadcast below
+    if _needs_graph(mean, log_scale):
+        inv_scale = torch.exp(-log_scale)
+        upper = (upper_edge - mean) * inv_scale
+        width = (2.0 * half_bin) * inv_scale
+        lower = upper - width
+        log_cdf_upper = upper.clamp(max=0) - _log1p_exp_neg_abs(upper)  # log sigmoid(u)
+        log_sf_lower = -lower.clamp(min=0) - _log1p_exp_neg_abs(lower)  # log(1 - sigmoid(l))
+        middle = log_cdf_upper + log_sf_lower + _log_one_minus_exp_neg(width)
+    else:
+        width = log_scale.neg().exp_()  # 1/s for now
+        upper = (upper_edge - mean).mul_(width)
+        width.mul_(2.0 * half_bin)
+        lower = upper - width
+        log_cdf_upper = upper.clamp(max=0).sub_(_log1p_exp_neg_abs_(upper))
+        log_sf_lower = lower.clamp(min=0).add_(_log1p_exp_neg_abs_(lower)).neg_()
+        middle = _log_one_minus_exp_neg(width).add_(log_cdf_upper).add_(log_sf_lower)
+    return torch.where(x <= 0, log_cdf_upper, torch.where(x >= levels - 1, log_sf_lower, middle))
+
+
+def _log1p_exp_neg_abs_(v: torch.Tensor) -> torch.Tensor:
+    """`_log1p_exp_neg_abs` in a new tensor, without intermediate allocations."""
+    return v.abs().neg_().exp_().add_(1.0).log_()

@@ -112,14 +112,27 @@ def _reference_elbo(record, ctx) -> tuple[float, float]:
     return float(-draws.mean()), single_draw_se
 
 
-def test_harness_labels_the_bound_and_reports_the_elbo(tmp_path):
+def test_harness_labels_the_bound_and_reports_the_elbo(tmp_path, monkeypatch):
     """References: the -ELBO the harness reports beside the IWAE bound equals an independent K = 1
     computation from the checkpoint (within 3 Monte-Carlo standard errors), and lies above the
     bound's NLL by the gap a K = 20 bound closes (Burda et al. 2016: the bound grows with K), so
-    an "ELBO" computed with the bound's K would fail both."""
+    an "ELBO" computed with the bound's K would fail both. Outliers are scored with the
+    validation K (1 here) on both sides, and only the test set pays for K = 20."""
+    from evalgen.harness.contract import CheckedHooks
+
+    examples_at_k: dict[int, int] = {}
+    original = CheckedHooks.log_prob
+
+    def counting(self, model, x, k):
+        examples_at_k[k] = examples_at_k.get(k, 0) + x.shape[0]
+        return original(self, model, x, k)
+
+    monkeypatch.setattr(CheckedHooks, "log_prob", counting)
     plugins = load_plugins(extra=[("unit-budget", toy_plugins.UnitBudget())])
     ctx = RunContext(plugins, tmp_path, torch.device("cpu"), LoadContext(tmp_path / "data", False))
     record, samples = run_one(RunSpec("vae", "vae", "digits", "unit", 0, importance_samples=20), ctx)
+    assert examples_at_k[20] == record.dataset.sizes[2]  # the test set, once
+    assert set(examples_at_k) == {1, 20}
     assert record.model.likelihood == "lower bound (IWAE, K=20)"
     assert record.model.importance_samples == ImportanceSamples(test=20, validation=1)
     assert record.key.endswith("--K20")
@@ -128,7 +141,7 @@ def test_harness_labels_the_bound_and_reports_the_elbo(tmp_path):
     reference, se = _reference_elbo(record, ctx)
     assert abs(nll["elbo"]["nats"] - reference) < 3 * se, (nll["elbo"]["nats"], reference, se)
     assert reference - nll["nats"] > 4 * se  # the K = 20 bound is tighter by more than the noise
-    assert record.metrics["outliers"]["score"] == "-log p(x) / D (lower bound: IWAE, K=20)"
+    assert record.metrics["outliers"]["score"] == "-log p(x) / D (lower bound: IWAE, K=1)"
     assert record.metrics["sample_quality"]["extractor"] == "digits-classifier"
     assert samples.shape == (256, 1, 8, 8)
 

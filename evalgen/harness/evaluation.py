@@ -65,11 +65,21 @@ def draw_samples(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo, num_s
     return samples, seconds
 
 
+def outlier_importance_samples(hooks: CheckedHooks) -> int:
+    """K of the log p(x) behind the default outlier score. An IWAE bound scores every example
+    with K decoder passes, and the outlier sets hold as many examples as the test set: they use
+    the validation K (the one that already ranks checkpoints), in and out of distribution alike,
+    which keeps the score one bound and its label says which. Other models use the test K (for
+    AIS it sets only log Z, a constant that cancels in AUROC)."""
+    return hooks.valid_importance_samples if reports_elbo(hooks) else hooks.importance_samples
+
+
 def outlier_scorer(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
                    device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str]:
     """A function from stored values to outlier scores, and its label; (None, reason) if none."""
     has_likelihood = hooks.has_likelihood
-    label = hooks.spec.outlier_score or default_score_label(hooks.likelihood)
+    k = outlier_importance_samples(hooks)
+    label = hooks.spec.outlier_score or default_score_label(hooks.declared.with_samples(k))
     if hooks.spec.outlier_score is None and not has_likelihood:
         return None, "no likelihood and no outlier score"
 
@@ -82,7 +92,7 @@ def outlier_scorer(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
             x = to_representation(chunk.to(device), info.representation, info.levels, noise)
             s = hooks.outlier_score(model, x) if hooks.spec.outlier_score else None
             if s is None:
-                s = outlier_score_default(hooks.log_prob(model, x, hooks.importance_samples), info.num_dims)
+                s = outlier_score_default(hooks.log_prob(model, x, k), info.num_dims)
             out.append(s.double().cpu())
         return torch.cat(out)
 
@@ -90,14 +100,17 @@ def outlier_scorer(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
 
 
 def _test_scores(run: ResolvedRun, scorer: Callable[[torch.Tensor], torch.Tensor] | None,
-                 log_p: torch.Tensor | None) -> torch.Tensor | None:
+                 log_p: torch.Tensor | None, elbo: torch.Tensor | None) -> torch.Tensor | None:
     """Outlier scores of the first ``budget.outlier_examples`` test examples (the in-distribution
-    side of every outlier set)."""
+    side of every outlier set), reusing the test log p (or the ELBO, K = 1) when it is the score."""
     if scorer is None:
         return None
     n = run.budget.outlier_examples
-    if run.model.outlier_score is None:  # the default score: reuse the test log p
-        return outlier_score_default(log_p[:n], run.info.num_dims)
+    if run.model.outlier_score is None:
+        k = outlier_importance_samples(run.hooks)
+        same = log_p if k == run.hooks.importance_samples else elbo if k == 1 else None
+        if same is not None:
+            return outlier_score_default(same[:n], run.info.num_dims)
     return scorer(run.dataset.test.x[:n])
 
 
@@ -139,7 +152,7 @@ def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.
         elbo = test_log_prob(hooks, model, data, 1) if hooks.has_likelihood and reports_elbo(hooks) else None
         details = hooks.likelihood_details(model) if hooks.has_likelihood else None
     with timer.part("outliers"):
-        in_scores = _test_scores(run, scorer, log_p)
+        in_scores = _test_scores(run, scorer, log_p, elbo)
     inputs = MetricInputs(
         dataset=run.dataset, info=info, likelihood=hooks.likelihood, samples=samples, test_log_prob=log_p,
         test_elbo=elbo, likelihood_details=details, outlier_score=scorer,

@@ -91,7 +91,9 @@ class CheckSettings:
     batch_atol: float = 1e-3
 
     train_steps: int = 40
-    step_time_fraction: float = 0.001
+    #: of the smallest budget's clock cap (3 s at smoke's 600 s): a step that loops over the data
+    #: takes far longer, while a conv step on a loaded 2-core machine can take most of a second.
+    step_time_fraction: float = 0.005
 
     checkpoint_rtol: float = 1e-5
     checkpoint_atol: float = 1e-5

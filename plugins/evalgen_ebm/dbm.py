@@ -209,26 +209,32 @@ class DBM(nn.Module):
         with ``ais.schedule(steps)``. The weights use the h1-marginal (v and h2 summed out); each
         transition is one Gibbs sweep at beta_k (v, h2 | h1, then h1 | v, h2). ``num_chains``
         chains run in parallel on the model's device with randomness from ``generator`` (on that
-        device). Weight increments are evaluated in float64."""
+        device). Each weight increment is a sum of `ais.softplus_increment` terms (no cancellation),
+        accumulated in float64."""
         if num_chains < 1:
             raise ValueError(f"num_chains must be >= 1, got {num_chains}")
         self._check_generator(generator)
         betas = ais.schedule(steps).tolist()
-        p = self._params(self.W1.dtype)
-        w1, w2, _, c1, _ = p
-        base, base64 = self.base_bias.to(w1.dtype), self.base_bias.double()
+        w1, w2, b, c1, c2 = self._params(self.W1.dtype)
+        base = self.base_bias.to(w1.dtype)
+        # one matmul each way: [v, h2] -> h1 and h1 -> [v, h2] (fewer, larger products)
+        up = torch.cat([w1, w2.T])  # (D + H2, H1)
+        down_bias = torch.cat([b - base, c2])  # the beta-scaled part of v's and h2's arguments
+        base_part = torch.cat([base, torch.zeros_like(c2)])  # the (1 - beta) part (v only)
         h1 = _bernoulli(torch.full((num_chains, self.hidden1), 0.5, device=w1.device, dtype=w1.dtype), generator)
         log_w = torch.zeros(num_chains, dtype=torch.float64, device=w1.device)
         for k in range(1, steps + 1):
-            terms = self._h1_terms(h1, p)
-            terms64 = tuple(t.double() for t in terms)
-            log_w += self._log_h1(terms64, betas[k], base64) - self._log_h1(terms64, betas[k - 1], base64)
+            previous, beta = betas[k - 1], betas[k]
+            # log p*_beta(h1) = beta c1.h1 + sum softplus(base_part + beta (down - base_part))
+            down = torch.addmm(down_bias, h1, up.T)  # (N, D + H2): (b - base + W1 h1, c2 + h1 W2)
+            argument = base_part + previous * down
+            increment = ais.softplus_increment(argument, (beta - previous) * down).sum(1)
+            log_w += increment.double() + (beta - previous) * (h1 @ c1).double()
             if k == steps:
                 break
-            beta = betas[k]
-            v = _bernoulli(torch.sigmoid((1 - beta) * base + beta * terms[1]), generator)
-            h2 = _bernoulli(torch.sigmoid(beta * terms[2]), generator)
-            h1 = _bernoulli(torch.sigmoid(beta * (c1 + v @ w1 + h2 @ w2.T)), generator)
+            visible_and_top = _bernoulli(torch.sigmoid(argument.add_(down, alpha=beta - previous)), generator)
+            h1 = _bernoulli(torch.sigmoid(beta * torch.addmm(c1, visible_and_top, up)), generator)
+        base64 = self.base_bias.double()
         log_z_base = float(_softplus(base64).sum()) + (self.hidden1 + self.hidden2) * math.log(2.0)
         return ais.estimate_log_z(log_w, log_z_base, steps)
 
@@ -258,10 +264,14 @@ class DBM(nn.Module):
             if v.shape[0] != num_samples:
                 raise ValueError(f"start has {v.shape[0]} rows, num_samples is {num_samples}")
             h2 = _bernoulli(torch.full((num_samples, self.hidden2), 0.5, device=v.device, dtype=v.dtype), generator)
-        p = self._params(self.W1.dtype)
+        # `_sweep` with one product each way: h1 | (v, h2), then (v, h2) | h1 drawn together
+        w1, w2, b, c1, c2 = self._params(self.W1.dtype)
+        up, down_bias = torch.cat([w1, w2.T]), torch.cat([b, c2])  # (D + H2, H1), (D + H2,)
+        outer = torch.cat([v, h2], 1)
         for _ in range(burn_in):
-            v, _, h2 = self._sweep(v, h2, p, generator)
-        return v
+            h1 = _bernoulli(torch.sigmoid(torch.addmm(c1, outer, up)), generator)
+            outer = _bernoulli(torch.sigmoid(torch.addmm(down_bias, h1, up.T)), generator)
+        return outer[:, :self.num_visible].contiguous()
 
     def pcd_loss(self, v_data: Tensor, chains: tuple[Tensor, Tensor, Tensor], generator: torch.Generator | None,
                  mf_steps: int = 10, gibbs_steps: int = 1) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ais import LogZEstimate, estimate_log_z, schedule
+from .ais import LogZEstimate, estimate_log_z, schedule, softplus_increment
 
 #: Above this many hidden units `exact_log_z` refuses (2^H terms).
 MAX_EXACT_HIDDEN = 24
@@ -137,7 +137,8 @@ class RBM(nn.Module):
         distributions (`ais.schedule`), from the base-rate model (Salakhutdinov & Murray 2008).
 
         Per step, with pre = vW + c shared by the weight update and the Gibbs sweep:
-        log w += log p*_k(v) - log p*_{k-1}(v), then v ~ T_k(v, .) (a sweep of p_k)."""
+        log w += log p*_k(v) - log p*_{k-1}(v) (its softplus terms by `ais.softplus_increment`),
+        then v ~ T_k(v, .) (a sweep of p_k)."""
         betas = schedule(steps).tolist()
         a, b = self.base_bias, self.b
         v = self.base_samples(num_chains, generator)
@@ -145,7 +146,7 @@ class RBM(nn.Module):
         for previous, beta in itertools.pairwise(betas):
             pre = v @ self.W + self.c
             visible = v @ (b - a)  # log p*_beta = v.a + beta v.(b - a) + sum softplus(beta pre)
-            step = (beta - previous) * visible + (F.softplus(beta * pre) - F.softplus(previous * pre)).sum(1)
+            step = (beta - previous) * visible + softplus_increment(previous * pre, (beta - previous) * pre).sum(1)
             log_w += step.double()
             h = bernoulli(torch.sigmoid(beta * pre), generator)
             v = bernoulli(torch.sigmoid((1 - beta) * a + beta * (h @ self.W.T + b)), generator)
