@@ -122,6 +122,11 @@ class GatedLayer(nn.Module):
         return h_out if self.first else h + h_out
 
 
+#: Images per forward pass in evaluation: the activations of 32 images (64 channels x 784 pixels
+#: each, per layer) stay in cache; the harness's 512 at once ran 2x slower on 2 CPU cores.
+EVAL_CHUNK = 32
+
+
 class PixelCNN(nn.Module):
     """An autoregressive image model with exact likelihoods over integer levels.
 
@@ -191,8 +196,10 @@ class PixelCNN(nn.Module):
         return out.flatten(2).transpose(1, 2)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log p(x) in nats: (N,)."""
-        return self.pixel.log_prob(self.logits(x), x.flatten(1))
+        """Exact log p(x) in nats: (N,). Without a graph to keep, in passes of `EVAL_CHUNK` images."""
+        if torch.is_grad_enabled() or x.shape[0] <= EVAL_CHUNK:
+            return self.pixel.log_prob(self.logits(x), x.flatten(1))
+        return torch.cat([self.log_prob(chunk) for chunk in x.split(EVAL_CHUNK)])
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """The mean negative log-likelihood over the batch (a scalar, nats per image)."""
