@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import LevelsModel, conditional_log_prob, draw, uniforms
+from .common import LevelsModel, conditional_log_prob, draw, in_eval_chunks, uniforms
 
 
 class NADE(LevelsModel):
@@ -80,9 +80,9 @@ class NADE(LevelsModel):
         return self._logits(self._check(x).flatten(1))
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log p(x) (N,) in nats, O(DH) per example."""
+        """Exact log p(x) (N,) in nats, O(DH) per example (in `in_eval_chunks` without a graph)."""
         x_flat = self._check(x).flatten(1)
-        return conditional_log_prob(self._logits(x_flat), x_flat).sum(-1)
+        return in_eval_chunks(lambda part: conditional_log_prob(self._logits(part), part).sum(-1), x_flat)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """The training loss: the mean negative log-likelihood in nats."""
