@@ -68,9 +68,9 @@ def _run(plugin: str, model: str, dataset: str, budget: str, out: Path) -> tuple
     return json.loads(records[0].read_text()), seconds, ""
 
 
-def _loaded(*run_args) -> tuple[dict | None, float, str]:
-    """`_run` beside 2 x cores busy loops."""
-    burners = [multiprocessing.Process(target=_burn, args=(3600,)) for _ in range(2 * multiprocessing.cpu_count())]
+def _loaded(burners_count: int, *run_args) -> tuple[dict | None, float, str]:
+    """`_run` beside ``burners_count`` busy loops."""
+    burners = [multiprocessing.Process(target=_burn, args=(3600,)) for _ in range(burners_count)]
     for burner in burners:
         burner.start()
     try:
@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default="quick")
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--model", action="append", help="plugin:model (repeatable; default all bundled)")
+    parser.add_argument("--burners", type=int, default=multiprocessing.cpu_count(),
+                        help="busy loops beside the loaded run (default one per core: more oversubscribes "
+                             "OpenMP so badly that a 40 s run takes over 10 minutes)")
     args = parser.parse_args(argv)
     plugins = load_plugins()
     wanted = args.model or [f"{p}:{m.name}" for p in sorted(plugins.families) for m in plugins.families[p].models]
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             if idle is None:
                 print(f"{label:24} {dataset:16} failed idle: {error}", flush=True)
                 continue
-            loaded, loaded_s, error = _loaded(plugin, model, dataset, args.budget, base / "loaded")
+            loaded, loaded_s, error = _loaded(args.burners, plugin, model, dataset, args.budget, base / "loaded")
             if loaded is None:
                 print(f"{label:24} {dataset:16} failed loaded: {error}", flush=True)
                 continue
