@@ -1,6 +1,6 @@
 """Load invariance: the same `evalgen run` on an idle machine and beside CPU-burning processes
 must give the same record apart from timings and provenance (budgets count training, not
-seconds). For each model: one run idle, then the same command beside 2 x cores busy loops;
+seconds). For each model: one run idle, then the same command beside busy loops (one per core);
 prints steps, what stopped training, both wall times and whether the records match (else the
 first field that differs). It always exits 0: it is a benchmark, not a test
 (`tests/test_budgets.py` holds the test, on one model at `smoke`).
