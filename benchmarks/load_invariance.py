@@ -21,27 +21,13 @@ import time
 from pathlib import Path
 
 from evalgen.plugins import load_plugins
+from evalgen.testing.reproducibility import without_timings
 
 BINARY_ONLY = {"ebm"}  # families whose models take binary data only: run on the binarized twin
-#: wall-clock numbers, and whether a reference's features came from the cache
-TIMINGS = ("seconds", "flop_rate", "samples_per_second", "reference_cached")
-
-
 def _burn(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
-
-
-def _without_timings(value):
-    """The record without wall-clock numbers and provenance: what must be the same anywhere."""
-    if isinstance(value, dict):
-        if "history" in value:  # [step, seconds, loss, valid NLL, flops]: all but the seconds
-            value = {**value, "history": [[row[0], *row[2:]] for row in value["history"]]}
-        return {k: _without_timings(v) for k, v in value.items() if k not in (*TIMINGS, "provenance", "evaluation")}
-    if isinstance(value, list):
-        return [_without_timings(v) for v in value]
-    return value
 
 
 def _first_difference(a, b, path: str = "") -> str | None:
@@ -105,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             if loaded is None:
                 print(f"{label:24} {dataset:16} failed loaded: {error}", flush=True)
                 continue
-            diff = _first_difference(_without_timings(idle), _without_timings(loaded))
+            diff = _first_difference(without_timings(idle), without_timings(loaded))
             same += diff is None
             training = idle["training"]
             print(f"{label:24} {dataset:16} {training['steps']:>6} steps ({training['stopped_by']}), "

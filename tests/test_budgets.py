@@ -25,6 +25,7 @@ from evalgen.harness.runner import RunContext, _train, run_one
 from evalgen.harness.spec import RunSpec
 from evalgen.plugins import load_plugins
 from evalgen.tables import CUT_SHORT, comparison
+from evalgen.testing.reproducibility import without_timings
 
 
 def _flops(fn, *args):
@@ -174,21 +175,6 @@ def _run(out, *extra):
     return json.loads(next((out / "records").glob("*.json")).read_text())
 
 
-#: wall-clock numbers, and whether a reference's features came from the cache (the first run fills it)
-TIMINGS = ("seconds", "flop_rate", "samples_per_second", "reference_cached")
-
-
-def _without_timings(value):
-    """The record without wall-clock numbers and provenance: what must be the same anywhere."""
-    if isinstance(value, dict):
-        if "history" in value:  # [step, seconds, loss, valid NLL, flops]: all but the seconds
-            value = {**value, "history": [[row[0], *row[2:]] for row in value["history"]]}
-        return {k: _without_timings(v) for k, v in value.items() if k not in (*TIMINGS, "provenance", "evaluation")}
-    if isinstance(value, list):
-        return [_without_timings(v) for v in value]
-    return value
-
-
 def test_same_command_same_record_on_an_idle_and_a_loaded_machine(tmp_path):
     idle = _run(tmp_path / "idle")
     burners = [multiprocessing.Process(target=_burn, args=(120,)) for _ in range(2 * multiprocessing.cpu_count())]
@@ -199,7 +185,7 @@ def test_same_command_same_record_on_an_idle_and_a_loaded_machine(tmp_path):
     finally:
         for burner in burners:
             burner.terminate()
-    assert _without_timings(idle) == _without_timings(loaded)
+    assert without_timings(idle) == without_timings(loaded)
     assert idle["training"]["stopped_by"] == "steps" and idle["training"]["steps"] == 100
 
 
