@@ -90,7 +90,23 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))
 
 
-def softplus_increment(a: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class IncrementScratch:
+    """Buffers for `softplus_increment` in a loop over same-shaped inputs (fewer allocations)."""
+
+    t: torch.Tensor
+    y: torch.Tensor
+    u: torch.Tensor
+    log_u: torch.Tensor
+    exact: torch.Tensor  #: bool
+
+    @classmethod
+    def like(cls, x: torch.Tensor) -> IncrementScratch:
+        return cls(*(torch.empty_like(x) for _ in range(4)), torch.empty_like(x, dtype=torch.bool))
+
+
+def softplus_increment(a: torch.Tensor, delta: torch.Tensor, scratch: IncrementScratch | None = None,
+                       known_small: bool = False) -> torch.Tensor:
     """softplus(a + delta) - softplus(a) = log(1 + sigmoid(a) (e^delta - 1)), without the
     cancellation of subtracting two softplus values: an AIS step moves beta by ~1e-4, so the
     increment is tiny next to either term and this form keeps its relative precision in float32.
@@ -98,11 +114,20 @@ def softplus_increment(a: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
 
     e^d - 1 = 2t / (1 - t) with t = tanh(d / 2), and log(1 + y) = log(u) y / (u - 1) with
     u = 1 + y (Goldberg 1991): both exact in exact arithmetic and accurate in float, with the
-    vectorized tanh and log (``expm1`` and ``log1p`` are scalar loops on CPU, ~4x slower)."""
-    if bool((delta.abs() > 1).any()):
+    vectorized tanh and log (``expm1`` and ``log1p`` are scalar loops on CPU, ~4x slower).
+
+    ``scratch`` (buffers shaped like ``a``) makes it allocation-free, with the same values; the
+    result then lives in ``scratch.y``. ``known_small`` skips the |delta| > 1 test when the caller
+    has bounded |delta| <= 1 already."""
+    if not known_small and bool((delta.abs() > 1).any()):
         a, delta = a.double(), delta.double()
         return _softplus(a + delta) - _softplus(a)
-    t = torch.tanh(0.5 * delta)
-    y = torch.sigmoid(a).mul_(t).mul_(2.0).div_(1.0 - t)
-    u = 1.0 + y
-    return torch.where(u == 1.0, y, torch.log(u).mul_(y).div_(u - 1.0))
+    if scratch is None:
+        scratch = IncrementScratch.like(a)
+    t, y, u, log_u = scratch.t, scratch.y, scratch.u, scratch.log_u
+    torch.mul(delta, 0.5, out=t).tanh_()
+    torch.sigmoid(a, out=y).mul_(t).mul_(2.0).div_(t.neg_().add_(1.0))  # 1 - t as -t + 1: the same float
+    torch.add(y, 1.0, out=u)
+    torch.eq(u, 1.0, out=scratch.exact)
+    torch.log(u, out=log_u).mul_(y).div_(u.sub_(1.0))
+    return torch.where(scratch.exact, y, log_u, out=y)

@@ -44,6 +44,13 @@ def _bernoulli(p: Tensor, generator: torch.Generator | None) -> Tensor:
     return (torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p).to(p.dtype)
 
 
+def _bernoulli_into(p: Tensor, uniform: Tensor, generator: torch.Generator | None, out: Tensor) -> Tensor:
+    """`_bernoulli` (the same draws from ``generator``) written into ``out``, with ``uniform`` as
+    scratch of p's shape: no allocation, for loops that sample the same shapes many times."""
+    uniform.uniform_(generator=generator)
+    return torch.lt(uniform, p, out=out)
+
+
 def _binary_states(start: int, stop: int, n: int, device: torch.device) -> Tensor:
     """The binary codes start..stop-1 of n bits, (stop - start, n) float64."""
     codes = torch.arange(start, stop, device=device)
@@ -219,21 +226,35 @@ class DBM(nn.Module):
         base = self.base_bias.to(w1.dtype)
         # one matmul each way: [v, h2] -> h1 and h1 -> [v, h2] (fewer, larger products)
         up = torch.cat([w1, w2.T])  # (D + H2, H1)
+        down_weight = up.T.contiguous()  # (H1, D + H2): a contiguous right operand is the faster GEMM
         down_bias = torch.cat([b - base, c2])  # the beta-scaled part of v's and h2's arguments
         base_part = torch.cat([base, torch.zeros_like(c2)])  # the (1 - beta) part (v only)
+        # |down| <= |down_bias| + sum |W| over h1's rows for binary h1: when the step times this
+        # bound cannot exceed 1, softplus_increment's |delta| > 1 test is known to be false.
+        bound = float((down_bias.double().abs() + up.double().abs().sum(1)).max()) * (1 + 1e-3)
         h1 = _bernoulli(torch.full((num_chains, self.hidden1), 0.5, device=w1.device, dtype=w1.dtype), generator)
         log_w = torch.zeros(num_chains, dtype=torch.float64, device=w1.device)
+        # Buffers reused across the 10^4 steps: the loop is bound by passes over memory.
+        down, argument, delta = (torch.empty(num_chains, up.shape[0], dtype=w1.dtype, device=w1.device)
+                                 for _ in range(3))
+        scratch = ais.IncrementScratch.like(down)
+        visible_and_top, pre_h1 = torch.empty_like(down), torch.empty_like(h1)
+        uniform_outer, uniform_h1 = torch.empty_like(down), torch.empty_like(h1)
         for k in range(1, steps + 1):
             previous, beta = betas[k - 1], betas[k]
             # log p*_beta(h1) = beta c1.h1 + sum softplus(base_part + beta (down - base_part))
-            down = torch.addmm(down_bias, h1, up.T)  # (N, D + H2): (b - base + W1 h1, c2 + h1 W2)
-            argument = base_part + previous * down
-            increment = ais.softplus_increment(argument, (beta - previous) * down).sum(1)
+            torch.addmm(down_bias, h1, down_weight, out=down)  # (b - base + W1 h1, c2 + h1 W2)
+            torch.mul(down, previous, out=argument).add_(base_part)
+            torch.mul(down, beta - previous, out=delta)
+            increment = ais.softplus_increment(argument, delta, scratch,
+                                               known_small=(beta - previous) * bound <= 1.0).sum(1)
             log_w += increment.double() + (beta - previous) * (h1 @ c1).double()
             if k == steps:
                 break
-            visible_and_top = _bernoulli(torch.sigmoid(argument.add_(down, alpha=beta - previous)), generator)
-            h1 = _bernoulli(torch.sigmoid(beta * torch.addmm(c1, visible_and_top, up)), generator)
+            _bernoulli_into(argument.add_(down, alpha=beta - previous).sigmoid_(), uniform_outer, generator,
+                            visible_and_top)
+            torch.addmm(c1, visible_and_top, up, out=pre_h1)
+            _bernoulli_into(pre_h1.mul_(beta).sigmoid_(), uniform_h1, generator, h1)
         base64 = self.base_bias.double()
         log_z_base = float(_softplus(base64).sum()) + (self.hidden1 + self.hidden2) * math.log(2.0)
         return ais.estimate_log_z(log_w, log_z_base, steps)
@@ -267,10 +288,15 @@ class DBM(nn.Module):
         # `_sweep` with one product each way: h1 | (v, h2), then (v, h2) | h1 drawn together
         w1, w2, b, c1, c2 = self._params(self.W1.dtype)
         up, down_bias = torch.cat([w1, w2.T]), torch.cat([b, c2])  # (D + H2, H1), (D + H2,)
+        down_weight = up.T.contiguous()
         outer = torch.cat([v, h2], 1)
+        h1 = torch.empty(num_samples, self.hidden1, dtype=outer.dtype, device=outer.device)
+        pre_h1, pre_outer = torch.empty_like(h1), torch.empty_like(outer)
+        uniform_h1, uniform_outer = torch.empty_like(h1), torch.empty_like(outer)
         for _ in range(burn_in):
-            h1 = _bernoulli(torch.sigmoid(torch.addmm(c1, outer, up)), generator)
-            outer = _bernoulli(torch.sigmoid(torch.addmm(down_bias, h1, up.T)), generator)
+            _bernoulli_into(torch.addmm(c1, outer, up, out=pre_h1).sigmoid_(), uniform_h1, generator, h1)
+            _bernoulli_into(torch.addmm(down_bias, h1, down_weight, out=pre_outer).sigmoid_(), uniform_outer,
+                            generator, outer)
         return outer[:, :self.num_visible].contiguous()
 
     def pcd_loss(self, v_data: Tensor, chains: tuple[Tensor, Tensor, Tensor], generator: torch.Generator | None,
