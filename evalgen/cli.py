@@ -9,10 +9,10 @@ from typing import Any
 import click
 
 from evalgen.cli_common import Folder, debug, parse_options, user_errors
-from evalgen.errors import EvalgenError
 from evalgen.harness.flops import FLOP_CONVENTION
 from evalgen.leaderboard.cli import leaderboard_command
 from evalgen.new_plugin import new_plugin_command
+from evalgen.sweeps.cli import execution_from_options, execution_options, report_sweep, sweep_command
 from evalgen.testing.cli import check_command
 
 DEFAULT_OUT = "evalgen-runs"
@@ -131,40 +131,35 @@ def budgets_command() -> None:
 @click.option("--importance-samples", type=int, default=None,
               help="Samples per test example for importance-sampled likelihoods (IWAE's K); "
                    "default: the budget's.")
+@execution_options
 @user_errors
 def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, budget: str, seeds: int,
                 device: str, out_dir: Path, data_dir: Path | None, options: tuple[str, ...],
-                baseline: bool, rerun: bool, importance_samples: int | None) -> None:
-    """Train and evaluate a family's models under a budget; print and save the table."""
-    from evalgen.datasets.files import load_context_from_env
-    from evalgen.harness.runner import RunContext, resolve_device, run_sweep
-    from evalgen.planning import default_dataset, plan_specs
-    from evalgen.table_columns import metric_columns
-    from evalgen.tables import write_tables
-    from evalgen.terminal import output_width
+                baseline: bool, rerun: bool, importance_samples: int | None, **execution: Any) -> None:
+    """Train and evaluate a family's models under a budget; print and save the table.
 
+    The one-family shortcut of `evalgen sweep`: --jobs and --executor slurm work the same way."""
+    from evalgen.planning import default_dataset, plan_specs
+    from evalgen.sweeps.driver import SweepTarget, execute_sweep
+    from evalgen.sweeps.execution import Execution
+    from evalgen.table_columns import metric_columns
+
+    plan = execution_from_options(Execution(), execution)
     plugins = _plugins()
-    columns = metric_columns(plugins.metrics)  # before training: two metrics may not claim one column
+    metric_columns(plugins.metrics)  # before training: two metrics may not claim one column
     if dataset is None:
         dataset = default_dataset(plugins, plugin_name)
         if plugins.family(plugin_name).default_dataset is not None:
             click.echo(f"dataset: {dataset} (the default of plugin '{plugin_name}'; --dataset to change)", err=True)
     specs = plan_specs(plugins, plugin_name, list(models), dataset, budget, seeds,
                        parse_options(options), baseline, importance_samples)
-    ctx = RunContext(plugins=plugins, out_dir=out_dir, device=resolve_device(device),
-                     load_context=load_context_from_env(data_dir), rerun=rerun)
-    result = run_sweep(specs, ctx, report=lambda line: click.echo(line, err=True))
-    if result.records:
-        text, paths = write_tables(result.records, out_dir, columns, width=output_width())
-        click.echo(text)
-        click.echo(f"\ntables: {', '.join(str(p) for p in paths)}", err=True)
-    if result.failures:
-        spec, reason = result.failures[0]
-        more = f" (and {len(result.failures) - 1} more, listed above)" if len(result.failures) > 1 else ""
-        raise EvalgenError(f"{len(result.failures)} run(s) failed{more}; {spec.key}: {reason}")
-
+    result = execute_sweep(specs, SweepTarget(out_dir, device, data_dir, rerun), plan, plugins,
+                           lambda line: click.echo(line, err=True))
+    if not plan.detach:
+        report_sweep(result, out_dir, plugins)
 
 
 main.add_command(new_plugin_command)
 main.add_command(leaderboard_command)
 main.add_command(check_command)
+main.add_command(sweep_command)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import platform
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,17 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def provenance(device: torch.device) -> dict[str, Any]:
-    """The facts every run record carries about the software and hardware."""
+def slurm_job_id() -> str | None:
+    """This process's SLURM job: "<array job>_<task>" for an array task, else the job id; None
+    outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def provenance(device: torch.device, executor: str = "local") -> dict[str, Any]:
+    """The facts every run record carries about the software and hardware, and where it ran."""
     return {
         "evalgen_version": __version__,
         "git_commit": git_commit(),
@@ -46,4 +57,7 @@ def provenance(device: torch.device) -> dict[str, Any]:
         "device": device.type,
         "device_name": device_name(device),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "executor": executor,
+        "host": socket.gethostname(),
+        "slurm_job_id": slurm_job_id(),
     }

@@ -166,7 +166,9 @@ def run_record_schema(version: int) -> dict[str, Any]:
                 "evalgen_version": _NAME, "git_commit": _optional(_STRING), "torch_version": _STRING,
                 "cuda_version": _optional(_STRING), "python_version": _STRING, "platform": _STRING,
                 "device": _STRING, "device_name": _STRING, "created_at": _STRING,
-            }),
+                "executor": _optional(_STRING), "host": _optional(_STRING), "slurm_job_id": _optional(_STRING),
+            }, required=["created_at", "cuda_version", "device", "device_name", "evalgen_version", "git_commit",
+                         "platform", "python_version", "torch_version"]),
         }),
     }
 

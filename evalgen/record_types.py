@@ -153,6 +153,10 @@ class Provenance:
     device: str
     device_name: str
     created_at: str
+    #: Where the run executed: "local", "local (N jobs)" or "slurm" (None in older records).
+    executor: str | None = None
+    host: str | None = None
+    slurm_job_id: str | None = None  #: "<array job>_<task>" under SLURM
 
 
 @dataclass(frozen=True)

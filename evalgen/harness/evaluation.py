@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -114,15 +117,28 @@ def _test_scores(run: ResolvedRun, scorer: Callable[[torch.Tensor], torch.Tensor
     return scorer(run.dataset.test.x[:n])
 
 
-class _PartTimer:
-    """Wall-clock seconds per part of the evaluation (device work synchronized)."""
+def seed_part(seed: int, part: str) -> None:
+    """Seed the global RNGs (torch, numpy, random) for one part of the evaluation, from the run's
+    seed and the part's name. A hook that draws from them (an IWAE bound draws its noise with
+    ``torch.randn``) then gives the same numbers whatever ran before it in this process: a
+    feature extractor trained on a cache miss, or another run of a sweep, draws from them too."""
+    derived = int.from_bytes(hashlib.sha256(f"{seed}/{part}".encode()).digest()[:8], "little") >> 1
+    torch.manual_seed(derived)
+    np.random.seed(derived % 2**32)
+    random.seed(derived)
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
+
+class _Parts:
+    """Each part of the evaluation: seeded (`seed_part`) and timed in wall-clock seconds (device
+    work synchronized)."""
+
+    def __init__(self, device: torch.device, seed: int) -> None:
+        self.device, self.seed = device, seed
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
     def part(self, name: str) -> Iterator[None]:
+        seed_part(self.seed, name)
         started = time.perf_counter()
         try:
             yield
@@ -138,7 +154,7 @@ def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.
     """Metrics of a trained model (skipped ones say why), its samples in stored values, and the
     seconds each part of the evaluation took (sampling, test NLL, then each metric)."""
     hooks, info, budget, seed = run.hooks, run.info, run.budget, run.spec.seed
-    timer = _PartTimer(device)
+    timer = _Parts(device, seed)
     with timer.part("sampling"):
         samples, seconds = draw_samples(hooks, model, info, budget.num_samples, seed, device)
     results: dict[str, Any] = {"sampling": {

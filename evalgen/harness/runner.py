@@ -77,6 +77,8 @@ class RunContext:
     device: torch.device
     load_context: LoadContext
     rerun: bool = False
+    #: Where the run executes, for the record's provenance: "local", "local (N jobs)", "slurm".
+    executor: str = "local"
     _datasets: dict[str, Dataset] = field(default_factory=dict)
 
     def dataset(self, name: str) -> Dataset:
@@ -137,7 +139,7 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[RunRecord, torch.Tensor | N
         model=_model_section(run, model, ctx.plugins), dataset=_dataset_section(run.dataset),
         training=_training_section(outcome, run), metrics=metrics,
         samples_grid=_save_grid(samples, run.dataset, ctx.out_dir, spec.key),
-        provenance=Provenance(**provenance(ctx.device)), evaluation=EvaluationSection(seconds=seconds))
+        provenance=Provenance(**provenance(ctx.device, ctx.executor)), evaluation=EvaluationSection(seconds=seconds))
     save_checkpoint(checkpoint_path(ctx.out_dir, spec.key), model, spec.to_dict())
     write_record(ctx.out_dir, record)
     return record, samples
@@ -170,13 +172,14 @@ def _prepare_out_dir(out_dir: Path) -> None:
         remove_stale_temporaries(folder)
 
 
-def _reusable(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) -> RunRecord | None:
-    """The finished record of ``spec``, if a valid one exists. A record that cannot be reused
-    (truncated, of the wrong shape, another run's) is moved aside, said in one line, and retrained."""
+def reusable_record(spec: RunSpec, out_dir: Path, report: Callable[[str], None]) -> RunRecord | None:
+    """The finished record of ``spec`` in ``out_dir``, if a valid one exists. A record that cannot
+    be reused (truncated, of the wrong shape, another run's) is moved aside, said in one line, and
+    None is returned: the run is trained again."""
     try:
-        return find_record(ctx.out_dir, spec.key)
+        return find_record(out_dir, spec.key)
     except EvalgenError as exc:
-        path = record_path(ctx.out_dir, spec.key)
+        path = record_path(out_dir, spec.key)
         aside = path.with_name(path.name + ".invalid")
         try:
             os.replace(path, aside)
@@ -212,7 +215,7 @@ def _spec_lock(spec: RunSpec, ctx: RunContext, report: Callable[[str], None]) ->
 def _run_or_reuse(spec: RunSpec, ctx: RunContext, report: Callable[[str], None],
                   columns: Mapping[str, TableColumn]) -> RunRecord:
     with _spec_lock(spec, ctx, report) as waited:
-        existing = None if ctx.rerun and not waited else _reusable(spec, ctx, report)
+        existing = None if ctx.rerun and not waited else reusable_record(spec, ctx.out_dir, report)
         if existing is not None:
             report(f"reusing {spec.key} (finished {'by the other run' if waited else 'earlier'}; "
                    f"--rerun to train again)")
