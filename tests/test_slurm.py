@@ -12,9 +12,9 @@ import time
 
 import pytest
 from conftest import TESTS_DIR
-from slurm_cluster import missing_daemons, start_cluster
 from test_sweep_local import SWEEP, records, sweep_file
 
+from evalgen.testing.local_slurm import missing_daemons, start_cluster
 from evalgen.testing.reproducibility import without_timings
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]

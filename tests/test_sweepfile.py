@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -118,3 +119,12 @@ def test_cli_bad_input_is_one_line_and_a_non_zero_exit(tmp_path):
         result = CliRunner().invoke(main, ["sweep", *args, "--dry-run"])
         assert result.exit_code != 0 and message in result.output, result.output
         assert "Traceback" not in result.output
+
+
+def test_the_readme_sweep_file_plans(tmp_path):
+    """The README's complete sweep file is valid: every key, name and option in it exists."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```toml\n# cpu-quick.toml\n", 1)[1].split("```", 1)[0]
+    specs = _plan(tmp_path, block)
+    assert {s.plugin for s in specs} == {"flows", "vae", "baselines"}
+    assert {s.seed for s in specs} == {0, 1, 2}

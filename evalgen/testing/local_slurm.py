@@ -1,4 +1,5 @@
-"""A single-node SLURM cluster on localhost for the tests: munged, slurmctld and slurmd from
+"""A single-node SLURM cluster on localhost, for evalgen's tests and benchmarks (and for trying
+the SLURM path of `evalgen sweep` on one machine, as root): munged, slurmctld and slurmd from
 Debian's ``slurm-wlm`` and ``munge``, each with its own socket, ports, state and logs under one
 folder, so nothing of the machine's own configuration (if any) is read or changed.
 
