@@ -21,6 +21,17 @@ def data_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+#: Tests that need the MNIST or Fashion-MNIST feature classifiers (a minute of training each, on a
+#: cache miss) run in one xdist worker (tox runs ``--dist loadgroup``), so each is trained once.
+CLASSIFIER_FIXTURES = frozenset({"mnist_weights", "fashion_weights"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if CLASSIFIER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("mnist-classifiers"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under CI, no data is one line and a failed suite before any test runs."""
     if os.environ.get("CI") == "true" and not SHARED_DATA.is_dir() and not hasattr(config, "workerinput"):

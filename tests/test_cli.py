@@ -106,7 +106,7 @@ def test_unwritable_output_directory(tmp_path, unit_budget):
     assert_one_line_error(result, "cannot write results to", "choose another --out")
 
 
-def test_mnist_offline_from_the_data_dir(tmp_path, data_copy, monkeypatch):
+def test_mnist_offline_from_the_data_dir(tmp_path, data_copy, monkeypatch, mnist_weights):
     """References: the baseline's test NLL is -mean log p of the data dir's MNIST test set under its
     checkpoint's logits (numpy); bits/dim = nats / (784 ln 2), between 0 (a discrete NLL, offset D ln 256
     included) and 0.9 of the uniform model's 8 bits/dim."""

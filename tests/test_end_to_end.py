@@ -104,7 +104,7 @@ def test_vae_on_digits_fills_the_bound_sample_quality_and_outlier_columns(tmp_pa
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "binarized-mnist"])
-def test_vae_on_mnist_and_binarized_mnist(tmp_path, data_copy, dataset, monkeypatch):
+def test_vae_on_mnist_and_binarized_mnist(tmp_path, data_copy, dataset, monkeypatch, mnist_weights):
     """References: `_check_against_records` (bits/dim, 0.9 of the uniform model's 784 ln L nats, AUROC
     > 0.9 against uniform noise, the table shows the records); the VAE's samples, redrawn from its
     checkpoint with the run's sampling seed, give the recorded IS (numpy, Salimans et al. over

@@ -98,8 +98,8 @@ bad_sample = ToyFamily("badsample", sample_shape_bug=True)
 nan_log_prob = ToyFamily("nanlogprob", nan_log_prob=True)
 nan_loss = ToyFamily("nanloss", nan_loss_at=7)
 slow = ToyFamily("slowtoy", sleep=0.05)
-#: 100 smoke steps take about 12 s: long enough to be cancelled mid-run
-sleepy = ToyFamily("sleepytoy", sleep=0.12)
+#: 100 smoke steps take about 9 s: long enough to be cancelled mid-run
+sleepy = ToyFamily("sleepytoy", sleep=0.09)
 
 
 class StepCounter:
