@@ -93,6 +93,7 @@ def test_a_cancelled_job_is_reported_leaves_no_record_and_the_rerun_completes_it
     _wait_for(lambda: "CANCELLED" in cluster.run("scontrol", "show", "job", "-o", running["job_id"]).stdout)
     status = evalgen(cluster, "sweep", str(path), "--out", str(out), "--status", env=env).stdout
     assert f"SLURM job {running['job_id']} ended CANCELLED" in status, status
+    assert f"*** JOB {running['job_id']} ON" in status and "CANCELLED AT" in status  # the job's stderr tail
     assert not records(out)  # no partial record
     rerun = evalgen(cluster, "sweep", str(path), "--out", str(out), "--executor", "slurm", env=env)
     assert rerun.returncode == 0, rerun.stderr
