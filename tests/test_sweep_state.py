@@ -75,3 +75,38 @@ def test_scontrol_lines_become_task_states():
     assert parse("3") == ["3"] and parse("2-4%2") == ["2", "3", "4"] and parse("0,2-3") == ["0", "2", "3"]
     fields = slurm._parse_fields("JobId=9 ArrayJobId=8 ArrayTaskId=1 JobState=CANCELLED Reason=None ExitCode=0:15")
     assert fields["JobState"] == "CANCELLED" and fields["ArrayTaskId"] == "1"
+
+
+class _FinishedProcess:
+    """Stands in for a worker process that has already exited with status 0."""
+
+    def __init__(self, argv, stdout, stderr, stdin, env):
+        self.argv, self.env, self.returncode = argv, env, 0
+        stdout.write(b"done\n")
+
+    def poll(self):
+        return self.returncode
+
+
+def test_local_jobs_get_one_gpu_each_and_a_share_of_the_cores(tmp_path, monkeypatch):
+    """With several GPUs each job sees one (CUDA_VISIBLE_DEVICES) and runs on "cuda"; the cores
+    are divided among the jobs (OMP_NUM_THREADS and the task's torch threads)."""
+    from evalgen.runspec import RunSpec
+    from evalgen.sweeps import local
+    from evalgen.sweeps.execution import Execution
+    from evalgen.sweeps.progress import Progress
+    from evalgen.sweeps.worker import RunTask
+
+    started = []
+    monkeypatch.setattr(local, "_gpu_count", lambda device: 2)
+    monkeypatch.setattr(local.subprocess, "Popen", lambda *a, **k: started.append(_FinishedProcess(*a, **k))
+                        or started[-1])
+    monkeypatch.setattr("evalgen.sweeps.execution.available_cpus", lambda: 8)
+    specs = [RunSpec("flows", "maf", "digits", "smoke", seed) for seed in range(3)]
+    execution = Execution(jobs=2)
+    outcome = local.run_local_jobs(specs, tmp_path, "auto", None, execution, False, print, Progress(3, print))
+    assert [s.seed for s in outcome.done] == [0, 1, 2] and not outcome.failures
+    assert {p.env["CUDA_VISIBLE_DEVICES"] for p in started[:2]} == {"0", "1"}
+    assert all(p.env["OMP_NUM_THREADS"] == "4" for p in started)
+    tasks = [RunTask.from_json(p.argv[-1]) for p in started]
+    assert all(t.device == "cuda" and t.threads == 4 and t.executor == "local (2 jobs)" for t in tasks)
