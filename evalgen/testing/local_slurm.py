@@ -94,6 +94,13 @@ class Cluster:
                          for p in sorted(self.root.glob("*.log")))
 
     def stop(self) -> None:
+        """Cancel every job, wait for the queue to drain (a job's slurmstepd outlives slurmd
+        otherwise), then stop the daemons."""
+        if all(process.poll() is None for process in self._daemons):
+            self.run("scancel", "--full", "--partition=debug", check=False)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and self.run("squeue", "-h", check=False).stdout.strip():
+                time.sleep(0.5)
         for process in reversed(self._daemons):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
