@@ -39,6 +39,7 @@ __all__ = [
     "inside",
     "iter_files",
     "os_error_line",
+    "read_bounded",
     "read_json",
     "remove_stale_temporaries",
 ]
@@ -198,18 +199,26 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def read_json(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """Parse a JSON file strictly; any problem is one EvalgenError line naming ``path``.
-
-    ``what`` names the file for messages, e.g. "run record".
-    """
+def read_bounded(path: Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of a file of at most ``max_bytes`` (a larger one is not what it claims to be);
+    any problem is one EvalgenError line naming ``what`` and ``path``."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)
     except OSError as exc:
         raise EvalgenError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(data) > max_bytes:
-        raise EvalgenError(f"{what} {path} is larger than {max_bytes // 2**20} MiB; it is not one evalgen wrote")
+        raise EvalgenError(f"{what} {path} is larger than {max(1, max_bytes // 2**20)} MiB; it is not one "
+                           f"evalgen wrote")
+    return data
+
+
+def read_json(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """Parse a JSON file strictly; any problem is one EvalgenError line naming ``path``.
+
+    ``what`` names the file for messages, e.g. "run record".
+    """
+    data = read_bounded(path, what, max_bytes)
     try:
         return json.loads(data.decode("utf-8"), parse_float=_finite_float, parse_constant=_reject_constant,
                           object_pairs_hook=_unique_keys)

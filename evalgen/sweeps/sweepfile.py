@@ -37,6 +37,7 @@ from evalgen.errors import EvalgenError, unknown_name
 from evalgen.planning import plan_specs
 from evalgen.plugins import Plugins
 from evalgen.runspec import RunSpec
+from evalgen.storage import read_bounded
 from evalgen.sweeps.execution import EXECUTORS, Execution, SlurmOptions
 
 if sys.version_info >= (3, 11):
@@ -166,13 +167,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> SweepFile:
 
 def read_sweep_file(path: Path) -> SweepFile:
     """Parse and check the sweep file at ``path`` (names are checked by `plan_sweep`)."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SWEEP_FILE_BYTES + 1)
-    except OSError as exc:
-        raise EvalgenError(f"cannot read the sweep file {path}: {exc.strerror}") from None
-    if len(raw) > MAX_SWEEP_FILE_BYTES:
-        raise EvalgenError(f"{path} is over {MAX_SWEEP_FILE_BYTES >> 20} MiB: not a sweep file")
+    raw = read_bounded(path, "the sweep file", MAX_SWEEP_FILE_BYTES)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
