@@ -128,6 +128,8 @@ def budgets_command() -> None:
 @click.option("--baseline/--no-baseline", default=True, show_default=True,
               help="Add the independent-dimension baseline row to the table.")
 @click.option("--rerun", is_flag=True, help="Train again even where a finished record exists.")
+@click.option("--save-samples", is_flag=True,
+              help="Also save every sample each run scored (samples/<key>.npz), for evalgen score or any tool.")
 @click.option("--importance-samples", type=int, default=None,
               help="Samples per test example for importance-sampled likelihoods (IWAE's K); "
                    "default: the budget's.")
@@ -135,7 +137,8 @@ def budgets_command() -> None:
 @user_errors
 def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, budget: str, seeds: int,
                 device: str, out_dir: Path, data_dir: Path | None, options: tuple[str, ...],
-                baseline: bool, rerun: bool, importance_samples: int | None, **execution: Any) -> None:
+                baseline: bool, rerun: bool, save_samples: bool, importance_samples: int | None,
+                **execution: Any) -> None:
     """Train and evaluate a family's models under a budget; print and save the table.
 
     The one-family shortcut of `evalgen sweep`: --jobs and --executor slurm work the same way."""
@@ -153,7 +156,7 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
             click.echo(f"dataset: {dataset} (the default of plugin '{plugin_name}'; --dataset to change)", err=True)
     specs = plan_specs(plugins, plugin_name, list(models), dataset, budget, seeds,
                        parse_options(options), baseline, importance_samples)
-    result = execute_sweep(specs, SweepTarget(out_dir, device, data_dir, rerun), plan, plugins,
+    result = execute_sweep(specs, SweepTarget(out_dir, device, data_dir, rerun, save_samples), plan, plugins,
                            lambda line: click.echo(line, err=True))
     if not plan.detach:
         report_sweep(result, out_dir, plugins)

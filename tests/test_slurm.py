@@ -78,7 +78,7 @@ def _running_state(out) -> dict | None:
 
 
 def test_a_cancelled_job_is_reported_leaves_no_record_and_the_rerun_completes_it(cluster, tmp_path, install_plugin):
-    site = install_plugin("sleepytoy", "toy_plugins:sleepy")  # 100 smoke steps of 0.12 s
+    site = install_plugin("sleepytoy", "toy_plugins:sleepy")  # 100 smoke steps of 0.2 s
     env = {"PYTHONPATH": os.pathsep.join([str(site), str(TESTS_DIR)])}
     path = sweep_file(tmp_path, 'budgets = ["smoke"]\nbaseline = false\ndevice = "cpu"\n'
                                 '[[runs]]\nplugin = "sleepytoy"\ndatasets = ["digits"]\n')

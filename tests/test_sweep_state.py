@@ -93,6 +93,7 @@ def test_local_jobs_get_one_gpu_each_and_a_share_of_the_cores(tmp_path, monkeypa
     are divided among the jobs (OMP_NUM_THREADS and the task's torch threads)."""
     from evalgen.runspec import RunSpec
     from evalgen.sweeps import local
+    from evalgen.sweeps.driver import SweepTarget
     from evalgen.sweeps.execution import Execution
     from evalgen.sweeps.progress import Progress
     from evalgen.sweeps.worker import RunTask
@@ -104,7 +105,8 @@ def test_local_jobs_get_one_gpu_each_and_a_share_of_the_cores(tmp_path, monkeypa
     monkeypatch.setattr("evalgen.sweeps.execution.available_cpus", lambda: 8)
     specs = [RunSpec("flows", "maf", "digits", "smoke", seed) for seed in range(3)]
     execution = Execution(jobs=2)
-    outcome = local.run_local_jobs(specs, tmp_path, "auto", None, execution, False, print, Progress(3, print))
+    target = SweepTarget(tmp_path, "auto", None)
+    outcome = local.run_local_jobs(specs, target, execution, print, Progress(3, print))
     assert [s.seed for s in outcome.done] == [0, 1, 2] and not outcome.failures
     assert {p.env["CUDA_VISIBLE_DEVICES"] for p in started[:2]} == {"0", "1"}
     assert all(p.env["OMP_NUM_THREADS"] == "4" for p in started)

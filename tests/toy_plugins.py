@@ -98,8 +98,8 @@ bad_sample = ToyFamily("badsample", sample_shape_bug=True)
 nan_log_prob = ToyFamily("nanlogprob", nan_log_prob=True)
 nan_loss = ToyFamily("nanloss", nan_loss_at=7)
 slow = ToyFamily("slowtoy", sleep=0.05)
-#: 100 smoke steps take about 9 s: long enough to be cancelled mid-run
-sleepy = ToyFamily("sleepytoy", sleep=0.09)
+#: 100 smoke steps take about 20 s: long enough to be seen running (--status) and cancelled
+sleepy = ToyFamily("sleepytoy", sleep=0.2)
 
 
 class StepCounter:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset
 from evalgen.harness.contract import EVAL_BATCH_SIZE, CheckedHooks
 from evalgen.harness.data import EVAL_NOISE_SEED, ModelData, to_representation, to_stored_values
@@ -176,6 +177,13 @@ def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.
         load_dataset=load_dataset, budget=budget, seed=seed, device=device, plugin=run.spec.plugin,
         model=run.spec.model,
     )
+    results.update(_metric_results(inputs, metrics, timer))
+    return results, samples, timer.seconds
+
+
+def _metric_results(inputs: MetricInputs, metrics: Registry[MetricSpec], timer: _Parts) -> dict[str, Any]:
+    """Every metric that applies to ``inputs``, each seeded and timed; the others say why not."""
+    results: dict[str, Any] = {}
     for metric in metrics:
         reason = metric.skip_reason(inputs)
         if reason:
@@ -183,4 +191,19 @@ def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.
             continue
         with timer.part(metric.name):
             results[metric.name] = metric.compute(inputs)
-    return results, samples, timer.seconds
+    return results
+
+
+def score_samples(samples: torch.Tensor, dataset: Dataset, metrics: Registry[MetricSpec], budget: Budget,
+                  seed: int, device: torch.device,
+                  load_dataset: Callable[[str], Dataset]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Every sample-based metric of ``samples`` (N, *shape) in ``dataset``'s stored values, from
+    any source, computed as `evaluate` computes a trained run's (the same metrics, extractors,
+    cached references and per-metric seeds from ``seed``), and the seconds of each. Metrics
+    that need a model (its likelihood, its outlier score) are skipped and say so."""
+    inputs = MetricInputs(
+        dataset=dataset, info=dataset.info(), likelihood=Likelihood(LikelihoodKind.NONE, "none: samples only"),
+        samples=samples, test_log_prob=None, outlier_score=None, test_outlier_scores=None,
+        outlier_score_label="", load_dataset=load_dataset, budget=budget, seed=seed, device=device)
+    timer = _Parts(device, seed)
+    return _metric_results(inputs, metrics, timer), timer.seconds

@@ -1,4 +1,5 @@
-"""The sample grid saved with every image run: a PNG of the first samples, for eyes, not metrics."""
+"""The sample grid saved with every image run (a PNG of the first samples, for eyes, not metrics),
+and with ``--save-samples`` every sample a run scored (an .npz, for metrics)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from evalgen.records import atomic_write_bytes
 
 __all__ = ["GRID_PADDING", "GRID_ROW", "GRID_SAMPLES", "MIN_SIDE", "SAMPLES_DIR", "grid_path", "grid_size",
-           "save_sample_grid", "scale_factor"]
+           "samples_file_path", "save_sample_grid", "save_samples_file", "scale_factor"]
 
 SAMPLES_DIR = "samples"
 #: Samples shown (an 8 x 8 grid) and the smallest side an image is scaled up to (nearest neighbour).
@@ -26,6 +28,23 @@ GRID_PADDING = 2
 
 def grid_path(out_dir: Path, key: str) -> Path:
     return out_dir / SAMPLES_DIR / f"{key}.png"
+
+
+def samples_file_path(out_dir: Path, key: str) -> Path:
+    """Where ``--save-samples`` puts every sample a run scored."""
+    return out_dir / SAMPLES_DIR / f"{key}.npz"
+
+
+def save_samples_file(samples: torch.Tensor, path: Path) -> None:
+    """(N, *shape) stored values as ``path`` (.npz, one array "samples", uint8 when the levels fit,
+    else the values as they are), atomically: the file `evalgen.harness.samples_file` and any
+    numpy reader take back."""
+    values = samples.numpy()
+    if values.size and values.min() >= 0 and values.max() <= 255 and np.array_equal(values, np.rint(values)):
+        values = values.astype(np.uint8)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, samples=values)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def scale_factor(width: int) -> int:

@@ -19,7 +19,7 @@ from evalgen.errors import EvalgenError
 from evalgen.harness.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_checkpoint
 from evalgen.harness.data import ModelData
 from evalgen.harness.evaluation import evaluate
-from evalgen.harness.grids import SAMPLES_DIR, grid_path, save_sample_grid
+from evalgen.harness.grids import SAMPLES_DIR, grid_path, samples_file_path, save_sample_grid, save_samples_file
 from evalgen.harness.resolved import ResolvedRun, resolve_run
 from evalgen.harness.training import TrainOutcome, train
 from evalgen.plugins import Plugins
@@ -79,6 +79,8 @@ class RunContext:
     rerun: bool = False
     #: Where the run executes, for the record's provenance: "local", "local (N jobs)", "slurm".
     executor: str = "local"
+    #: Also write every sample the run scored to ``samples/<key>.npz`` (`save_samples_file`).
+    save_samples: bool = False
     _datasets: dict[str, Dataset] = field(default_factory=dict)
 
     def dataset(self, name: str) -> Dataset:
@@ -141,6 +143,8 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[RunRecord, torch.Tensor | N
         samples_grid=_save_grid(samples, run.dataset, ctx.out_dir, spec.key),
         provenance=Provenance(**provenance(ctx.device, ctx.executor)), evaluation=EvaluationSection(seconds=seconds))
     save_checkpoint(checkpoint_path(ctx.out_dir, spec.key), model, spec.to_dict())
+    if ctx.save_samples and samples is not None:
+        save_samples_file(samples, samples_file_path(ctx.out_dir, spec.key))
     write_record(ctx.out_dir, record)
     return record, samples
 

@@ -36,6 +36,7 @@ class SweepTarget:
     device: str
     data_dir: Path | None
     rerun: bool = False
+    save_samples: bool = False  #: also write samples/<key>.npz
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def execute_sweep(specs: Sequence[RunSpec], target: SweepTarget, execution: Exec
     """Run every spec on ``execution``'s executor; the finished records and the failures."""
     if execution.executor == "local" and execution.jobs == 1:
         ctx = RunContext(plugins=plugins, out_dir=target.out_dir, device=resolve_device(target.device),
-                         load_context=_load_context(target), rerun=target.rerun)
+                         load_context=_load_context(target), rerun=target.rerun, save_samples=target.save_samples)
         return run_sweep(specs, ctx, report=report)
     resolve_device(target.device)  # a bad --device fails here, not in every job
     progress = Progress(len(specs), report)
@@ -79,8 +80,7 @@ def execute_sweep(specs: Sequence[RunSpec], target: SweepTarget, execution: Exec
             todo.append(spec)
     result = SweepResult()
     if execution.executor == "local":
-        outcome = run_local_jobs(todo, target.out_dir, target.device, target.data_dir, execution, target.rerun,
-                                 report, progress)
+        outcome = run_local_jobs(todo, target, execution, report, progress)
         result.failures.extend(outcome.failures)
     elif todo:
         result.failures.extend(_run_on_slurm(todo, target, execution, progress))
@@ -94,7 +94,7 @@ def _run_on_slurm(specs: Sequence[RunSpec], target: SweepTarget, execution: Exec
     for spec in specs:
         if spec.key in queued:
             progress.say(f"{spec.key} is already queued as SLURM job {state.read_job(target.out_dir, spec.key).job_id}")
-    ids = slurm.submit_array(fresh, target.out_dir, target.device, target.data_dir, execution.slurm, target.rerun)
+    ids = slurm.submit_array(fresh, target, execution.slurm)
     if ids:
         progress.say(f"submitted {len(ids)} run(s) as SLURM job array {ids[0].split('_')[0]}")
     if execution.detach:

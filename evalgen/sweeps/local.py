@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from evalgen.errors import EvalgenError
 from evalgen.runspec import RunSpec
@@ -88,11 +89,12 @@ def _stop_all(jobs: list[_Job]) -> None:
             job.process.wait()
 
 
-def run_local_jobs(specs: Sequence[RunSpec], out_dir: Path, device: str, data_dir: Path | None,
-                   execution: Execution, rerun: bool, report: Callable[[str], None],
+def run_local_jobs(specs: Sequence[RunSpec], target: Any, execution: Execution, report: Callable[[str], None],
                    progress: Progress) -> LocalOutcome:
-    """Run ``specs`` ``execution.jobs`` at a time; a failing run is reported and the others go
-    on. Interrupted (Ctrl-C), the running jobs are stopped: they leave no record."""
+    """Run ``specs`` ``execution.jobs`` at a time into ``target`` (a `SweepTarget`); a failing
+    run is reported and the others go on. Interrupted (Ctrl-C), the running jobs are stopped:
+    they leave no record."""
+    out_dir, device = target.out_dir, target.device
     gpus = _gpu_count(device)
     threads = execution.threads_per_job()
     free_gpus = list(range(gpus))
@@ -103,8 +105,9 @@ def run_local_jobs(specs: Sequence[RunSpec], out_dir: Path, device: str, data_di
                 spec = pending.pop(0)
                 gpu = free_gpus.pop(0) if free_gpus else None
                 task = RunTask(spec, str(out_dir), "cuda" if gpu is not None else device,
-                               None if data_dir is None else str(data_dir), f"local ({execution.jobs} jobs)",
-                               threads, rerun, state.new_attempt())
+                               None if target.data_dir is None else str(target.data_dir),
+                               f"local ({execution.jobs} jobs)", threads, target.rerun, state.new_attempt(),
+                               target.save_samples)
                 running.append(_start(spec, task, gpu, out_dir))
                 progress.started(spec.key, f"GPU {gpu}" if gpu is not None else f"{threads} threads")
             time.sleep(POLL_SECONDS)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evalgen.errors import EvalgenError
 from evalgen.runspec import RunSpec
@@ -82,16 +83,17 @@ def _submission_error(exc: Exception) -> EvalgenError:
     return EvalgenError(f"sbatch refused the sweep: {match[1] if match else text[-300:]}")
 
 
-def submit_array(specs: Sequence[RunSpec], out_dir: Path, device: str, data_dir: Path | None,
-                 options: SlurmOptions, rerun: bool) -> list[str]:
-    """Submit one array task per spec; record each task's job id under ``<out>/.sweep/jobs``.
-    Returns the job ids ("<array>_<task>")."""
+def submit_array(specs: Sequence[RunSpec], target: Any, options: SlurmOptions) -> list[str]:
+    """Submit one array task per spec into ``target`` (a `SweepTarget`); record each task's job
+    id under ``<out>/.sweep/jobs``. Returns the job ids ("<array>_<task>")."""
+    out_dir, data_dir = target.out_dir, target.data_dir
     if not specs:
         return []
     folder = state.slurm_folder(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    tasks = [RunTask(spec, str(out_dir.resolve()), device, None if data_dir is None else str(data_dir.resolve()),
-                     "slurm", options.cpus_per_job, rerun).to_json() for spec in specs]
+    tasks = [RunTask(spec, str(out_dir.resolve()), target.device,
+                     None if data_dir is None else str(data_dir.resolve()), "slurm", options.cpus_per_job,
+                     target.rerun, None, target.save_samples).to_json() for spec in specs]
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
     try:

@@ -36,6 +36,7 @@ class RunTask:
     threads: int | None = None  #: torch intra-op threads; None: torch's default
     rerun: bool = False
     attempt: str | None = None  #: a local job's attempt name (its log files)
+    save_samples: bool = False  #: also write samples/<key>.npz
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -64,7 +65,7 @@ def execute(task: RunTask) -> str:
         state.write_state(out_dir, key, state.RunState.now("running", attempt=task.attempt))
         ctx = RunContext(plugins=load_plugins(), out_dir=out_dir, device=resolve_device(task.device),
                          load_context=load_context_from_env(None if task.data_dir is None else Path(task.data_dir)),
-                         rerun=task.rerun, executor=task.executor)
+                         rerun=task.rerun, executor=task.executor, save_samples=task.save_samples)
         result = run_sweep([task.spec], ctx, report=lines.append)
         if result.failures:
             raise EvalgenError(result.failures[0][1])
