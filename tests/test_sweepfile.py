@@ -93,6 +93,8 @@ def test_a_full_sweep_file_plans_every_run_once(tmp_path):
     ("[[runs]]\nplugin = 'flows'\n[slurm]\nsbatch = { account = \"a\\nb\" }", "one line of text"),
     ("[[runs]]\nplugin = 'flows'\n[slurm]\nsbatch = { '--qos' = 'x' }", "long option name"),
     ("[[runs]\nplugin = 'flows'", "is not valid TOML"),
+    ("out = '../elsewhere'\n[[runs]]\nplugin = 'flows'", "leaves the sweep file's folder"),
+    ("out = '/etc/evalgen'\n[[runs]]\nplugin = 'flows'", "choose one with --out"),
 ])
 def test_bad_sweep_files_fail_in_one_line_before_anything_runs(tmp_path, text, message):
     with pytest.raises(EvalgenError) as caught:

@@ -1,6 +1,6 @@
 """The sweep file: a TOML description of a matrix of runs and where to run it.
 
-    out = "runs/cpu-quick"          # relative to the sweep file's folder; --out overrides
+    out = "runs/cpu-quick"          # below the sweep file's folder; --out overrides
     device = "cpu"                  # auto, cpu, cuda
     budgets = ["quick"]             # defaults of every [[runs]] entry ...
     seeds = 3                       # ... 3 means seeds 0, 1, 2; a list names them
@@ -134,13 +134,20 @@ def _entry(table: Mapping[str, Any], defaults: Mapping[str, Any], where: str) ->
         importance_samples=None if samples is None else _typed(samples, int, "importance_samples", where))
 
 
-def _folder(value: Any, what: str, base: Path, where: str) -> Path | None:
+def _folder(value: Any, what: str, base: Path, where: str, inside: bool = False) -> Path | None:
+    """A folder named by the file, relative to the file's folder. With ``inside`` it must stay
+    below it (no absolute path, no ..): a sweep file someone else wrote must not choose where
+    evalgen writes; --out does that."""
     if value is None:
         return None
     text = _typed(value, str, what, where)
     if not text.strip():
         raise EvalgenError(f"{where}: '{what}' is empty; give a folder")
-    return base / Path(text).expanduser()
+    path = Path(text).expanduser()
+    if inside and (path.is_absolute() or ".." in path.parts):
+        raise EvalgenError(f"{where}: '{what}' = {text!r} leaves the sweep file's folder; give a folder below it, "
+                           f"or choose one with --out")
+    return base / path
 
 
 def _parse(data: Mapping[str, Any], path: Path) -> SweepFile:
@@ -160,7 +167,7 @@ def _parse(data: Mapping[str, Any], path: Path) -> SweepFile:
     execution = Execution(executor=executor, jobs=_typed(data.get("jobs", 1), int, "jobs", top),
                           slurm=SlurmOptions.from_table(slurm, _where(path, "[slurm]")))
     base = path.parent
-    return SweepFile(path=path, entries=entries, out=_folder(data.get("out"), "out", base, top),
+    return SweepFile(path=path, entries=entries, out=_folder(data.get("out"), "out", base, top, inside=True),
                      device=None if "device" not in data else _typed(data["device"], str, "device", top),
                      data_dir=_folder(data.get("data_dir"), "data_dir", base, top), execution=execution.checked())
 
