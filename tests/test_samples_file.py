@@ -104,3 +104,23 @@ def test_an_unsafe_pt_file_is_refused_without_running_it(tmp_path):
     torch.save({"x": Boom()}, tmp_path / "evil.pt")
     with pytest.raises(EvalgenError, match="not a tensor file torch can load safely"):
         read_samples(tmp_path / "evil.pt", MNIST)
+
+
+def test_a_symlink_in_a_samples_folder_is_refused(tmp_path):
+    secret = tmp_path / "secret.png"
+    Image.fromarray(_images(1)[0, 0]).save(secret)
+    folder = _png_folder(tmp_path / "png", _images(3))
+    (folder / "00003.png").symlink_to(secret)
+    with pytest.raises(EvalgenError, match=r"'00003\.png' is not a PNG or JPEG image file"):
+        read_samples(folder, MNIST)
+
+
+def test_huge_values_and_infinities_are_out_of_range(tmp_path):
+    values = _images().astype(np.float64)
+    values[0, 0, 0, 0] = 1e300
+    np.save(tmp_path / "huge.npy", values)
+    values[0, 0, 0, 0] = np.inf
+    np.save(tmp_path / "inf.npy", values)
+    for name in ("huge.npy", "inf.npy"):
+        with pytest.raises(EvalgenError, match="values out of range"):
+            read_samples(tmp_path / name, MNIST)

@@ -130,3 +130,14 @@ def test_the_readme_sweep_file_plans(tmp_path):
     specs = _plan(tmp_path, block)
     assert {s.plugin for s in specs} == {"flows", "vae", "baselines"}
     assert {s.seed for s in specs} == {0, 1, 2}
+
+
+def test_a_huge_or_binary_sweep_file_is_one_line(tmp_path):
+    huge = tmp_path / "huge.toml"
+    huge.write_text("# " + "x" * (1 << 20) + "\n")
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00runs")
+    for path, message in ((huge, "is larger than 1 MiB"), (binary, "is not UTF-8 text")):
+        with pytest.raises(EvalgenError) as caught:
+            read_sweep_file(path)
+        assert message in str(caught.value) and "\n" not in str(caught.value)
