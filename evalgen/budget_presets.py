@@ -36,6 +36,10 @@ PRESETS: tuple[Budget, ...] = (
            max_examples=None, clock_cap_seconds=28_800, batch_size=256, eval_every=1_000, patience=40,
            num_samples=50_000, target="gpu", importance_samples=5_000, valid_importance_samples=100,
            outlier_examples=10_000),
+    # Pretrained models: no step is taken; evaluated as at quick (samples, K, outlier sets).
+    Budget("none", "no training: a pretrained model, evaluated as at quick", max_flops=0, max_steps=0,
+           max_examples=None, clock_cap_seconds=1_800, batch_size=128, eval_every=100, patience=8,
+           num_samples=2_000, importance_samples=100, valid_importance_samples=5, outlier_examples=2_000),
 )
 
 

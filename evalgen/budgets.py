@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CLOCK_CAP", "Budget", "format_flops"]
+__all__ = ["CLOCK_CAP", "NO_TRAINING", "Budget", "format_flops"]
 
 #: ``stopped_by`` of a run the wall-clock safety net ended before its budget.
 CLOCK_CAP = "clock cap"
+#: ``stopped_by`` of a run under a budget of no training (``--budget none``).
+NO_TRAINING = "no training"
 
 _FLOP_PREFIXES = ((1e18, "EFLOP"), (1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP"))
 
@@ -84,8 +86,15 @@ class Budget:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def trains(self) -> bool:
+        """False for a budget of no training (``max_steps`` 0): the model is evaluated as built."""
+        return self.max_steps > 0
+
     def units(self) -> str:
         """The limits in words: ``≤ 2 TFLOP, ≤ 20000 steps; clock cap 600 s``."""
+        if not self.trains:
+            return "no training: the model is evaluated as its plugin builds it"
         if self.legacy is not None:
             return f"{self.legacy}: ≤ {self.clock_cap_seconds:g} s, ≤ {self.max_steps} steps"
         limits = [f"≤ {format_flops(self.max_flops)}"] if self.max_flops is not None else []

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from evalgen.cli_common import Folder, debug, parse_options, user_errors
+from evalgen.cli_score import eval_command, score_command
 from evalgen.harness.flops import FLOP_CONVENTION
 from evalgen.leaderboard.cli import leaderboard_command
 from evalgen.new_plugin import new_plugin_command
@@ -166,3 +167,5 @@ main.add_command(new_plugin_command)
 main.add_command(leaderboard_command)
 main.add_command(check_command)
 main.add_command(sweep_command)
+main.add_command(score_command)
+main.add_command(eval_command)

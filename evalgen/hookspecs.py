@@ -225,3 +225,17 @@ def evalgen_outlier_score(model: nn.Module, x: torch.Tensor) -> torch.Tensor | N
     :param x: float32 (N, *shape) in the model's representation.
     :return: float (N,) scores, or None to fall back to the default.
     """
+
+
+@hookspec(firstresult=True)
+def evalgen_weights_sha256(model: nn.Module) -> str | None:
+    """Name the published weights a pretrained model was built from.
+
+    Called once per run, after ``evalgen_build_model`` (and training, if any). Optional. For a
+    plugin whose ``evalgen_build_model`` loads published weights, scored with ``--budget none``
+    (no training): the SHA-256 goes into the record's provenance (``provenance.weights_sha256``),
+    so a leaderboard row says which weights it ranks.
+
+    :param model: the model as built (and trained, under a budget that trains).
+    :return: the SHA-256 of the weights file (64 lowercase hex digits), or None.
+    """

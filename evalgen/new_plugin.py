@@ -59,7 +59,7 @@ def default_target(name: str) -> Path:
 
 def render(name: str) -> dict[str, str]:
     """The new package's files, relative path -> text (nothing is written)."""
-    from evalgen import __version__
+    from evalgen.version import __version__
 
     values = {"name": name, "package": package_name(name), "distribution": f"evalgen-{name}",
               "evalgen_version": __version__}

@@ -32,7 +32,11 @@ FAMILY_HOOKS = (
     "evalgen_outlier_score",
     "evalgen_describe_likelihood",
     "evalgen_likelihood_details",
+    "evalgen_weights_sha256",
 )
+#: Family names no plugin may declare: ``samples`` names the rows of external samples
+#: (`evalgen.record_types.EXTERNAL_PLUGIN`).
+RESERVED_FAMILIES = ("samples",)
 
 
 #: What every family implements; ``evalgen_log_prob`` too when any of its models has a likelihood.
@@ -92,6 +96,7 @@ class FamilyHooks:
     outlier_score: Callable[..., Any]
     describe_likelihood: Callable[..., Any]
     likelihood_details: Callable[..., Any]
+    weights_sha256: Callable[..., Any]
 
 
 @dataclass
@@ -164,6 +169,8 @@ def _register(plugins: Plugins, name: str, obj: object, version: str) -> None:
         if unknown:
             raise EvalgenError(f"implements unknown hook(s) {', '.join(unknown)}")
         family = _declared_family(pm, obj)
+        if family is not None and family.name in RESERVED_FAMILIES:
+            raise EvalgenError(f"declares family '{family.name}', a name evalgen reserves (for external samples)")
         if family is not None and family.name in plugins.families:
             raise EvalgenError(f"declares family '{family.name}', already declared by another plugin")
         missing = [] if family is None else _missing_hooks(pm, obj, family)

@@ -1,4 +1,4 @@
-"""The JSON Schema of run records (``evalgen.run-record/3``; versions 1 and 2 still read), and validation.
+"""The JSON Schema of run records (``evalgen.run-record/4``; versions 1 to 3 still read), and validation.
 
 It pins down what readers of records (tables, leaderboards) rely on; metric sections may carry
 more fields than listed, and a metric that did not apply is ``{"skipped": "<why>"}``. A change
@@ -19,6 +19,11 @@ and examples (``max_flops``), the clock only a safety net (``clock_cap_seconds``
 sets their sizes and AUROC standard-error bound, and ``evaluation`` the seconds of each part.
 Records of versions 1 and 2 are upgraded on reading with their budgets marked
 ``legacy: "seconds-bound (schema N)"``: they compare with no budget of version 3.
+
+Version 4 added ``origin``: what the numbers come from (a trained run, a model evaluated with no
+training, external samples scored by `evalgen score`, a checkpoint evaluated again by `evalgen
+eval`, `evalgen.record_types.Origin`); ``model.parameters`` is null where there is no model, and
+provenance may name a pretrained model's ``weights_sha256``. Records of version 3 read as trained.
 The sections and their fields are those of `evalgen.record_types` (tested).
 """
 
@@ -30,19 +35,21 @@ from typing import Any
 import jsonschema
 
 from evalgen.errors import EvalgenError
+from evalgen.record_types import ORIGIN_KINDS
 from evalgen.registry import NAME_MAX_LENGTH, NAME_PATTERN
 from evalgen.types import LikelihoodKind
 
-__all__ = ["RUN_RECORD_1", "RUN_RECORD_2", "RUN_RECORD_3", "SCHEMA", "SCHEMA_1", "SCHEMA_2", "SCHEMA_NAME",
-           "SCHEMA_VERSION", "run_record_schema", "validate_record"]
+__all__ = ["RUN_RECORD_1", "RUN_RECORD_2", "RUN_RECORD_3", "RUN_RECORD_4", "SCHEMA", "SCHEMA_1", "SCHEMA_2",
+           "SCHEMA_3", "SCHEMA_NAME", "SCHEMA_VERSION", "run_record_schema", "validate_record"]
 
 SCHEMA_NAME = "evalgen.run-record"
 #: Bumped whenever a field changes meaning or a reader could no longer find what it needs.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 #: The earlier versions, which `evalgen.records` still reads (and upgrades).
 SCHEMA_1 = f"{SCHEMA_NAME}/1"
 SCHEMA_2 = f"{SCHEMA_NAME}/2"
+SCHEMA_3 = f"{SCHEMA_NAME}/3"
 
 _STRING = {"type": "string"}
 _NAME = {"type": "string", "minLength": 1}
@@ -52,6 +59,7 @@ _NUMBER = {"type": "number"}
 _SECONDS = {"type": "number", "minimum": 0}
 _FRACTION = {"type": "number", "minimum": 0, "maximum": 1}
 _OPTION_VALUE = {"type": ["string", "number", "boolean"]}
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
 
 def _optional(schema: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +114,8 @@ _SCALAR_OR_NULL = {"type": ["string", "number", "boolean", "null"]}
 
 def _model_section(version: int) -> dict[str, Any]:
     properties = {
-        "likelihood": _NAME, "parameters": _COUNT, "summary": _STRING, "family_summary": _STRING,
+        "likelihood": _NAME, "parameters": _optional(_COUNT) if version >= 4 else _COUNT,
+        "summary": _STRING, "family_summary": _STRING,
         "reference": _STRING, "representation": _STRING, "plugin_version": _optional(_STRING),
         "importance_samples": _optional(_object({"test": _COUNT, "validation": _COUNT})),
     }
@@ -136,10 +145,24 @@ def _metrics_section(version: int) -> dict[str, Any]:
     return _object(properties, required=[])
 
 
+def _origin() -> dict[str, Any]:
+    """Version 4: what the numbers come from (`evalgen.record_types.Origin`)."""
+    samples = _object({"name": _SAFE_NAME, "file": _STRING, "sha256": _SHA256, "count": _COUNT})
+    again = _object({"of": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"}, "checkpoint_sha256": _SHA256,
+                     "importance_samples": _optional({"type": "integer", "minimum": 1}),
+                     "num_samples": _optional({"type": "integer", "minimum": 1}),
+                     "metrics": _optional({"type": "array", "items": _SAFE_NAME, "minItems": 1})},
+                    required=["of", "checkpoint_sha256"])
+    return _object({"kind": {"enum": list(ORIGIN_KINDS)}, "samples": _optional(samples),
+                    "reevaluation": _optional(again)}, required=["kind"])
+
+
 def run_record_schema(version: int) -> dict[str, Any]:
-    """The JSON Schema of run records of this version (1, 2 or 3)."""
+    """The JSON Schema of run records of this version (1 to 4)."""
     extra = {"evaluation": _optional(_object({"seconds": {"type": "object", "additionalProperties": _SECONDS}}))} \
         if version >= 3 else {}
+    if version >= 4:
+        extra["origin"] = _origin()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"{SCHEMA_NAME}/{version}",
@@ -167,6 +190,7 @@ def run_record_schema(version: int) -> dict[str, Any]:
                 "cuda_version": _optional(_STRING), "python_version": _STRING, "platform": _STRING,
                 "device": _STRING, "device_name": _STRING, "created_at": _STRING,
                 "executor": _optional(_STRING), "host": _optional(_STRING), "slurm_job_id": _optional(_STRING),
+                "weights_sha256": _optional(_SHA256),
             }, required=["created_at", "cuda_version", "device", "device_name", "evalgen_version", "git_commit",
                          "platform", "python_version", "torch_version"]),
         }),
@@ -176,14 +200,15 @@ def run_record_schema(version: int) -> dict[str, Any]:
 RUN_RECORD_1 = run_record_schema(1)
 RUN_RECORD_2 = run_record_schema(2)
 RUN_RECORD_3 = run_record_schema(3)
+RUN_RECORD_4 = run_record_schema(4)
 _VALIDATORS = {schema["title"]: jsonschema.Draft202012Validator(schema)
-               for schema in (RUN_RECORD_1, RUN_RECORD_2, RUN_RECORD_3)}
+               for schema in (RUN_RECORD_1, RUN_RECORD_2, RUN_RECORD_3, RUN_RECORD_4)}
 _LONGEST_MESSAGE = 160
 
 
 def validate_record(record: Any, path: Path, schema: str = SCHEMA) -> None:
     """Raise a one-line EvalgenError naming the file and the first offending field, if any,
-    validating against ``schema`` (the current one, `SCHEMA_1` or `SCHEMA_2`)."""
+    validating against ``schema`` (the current one or an earlier one)."""
     error = jsonschema.exceptions.best_match(_VALIDATORS[schema].iter_errors(record))
     if error is None:
         return

@@ -13,6 +13,7 @@ metric declares the columns it contributes and where they are read from
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple
@@ -21,8 +22,21 @@ from evalgen.budgets import CLOCK_CAP, Budget
 from evalgen.runspec import RunSpec
 from evalgen.types import LikelihoodKind
 
-__all__ = ["CLOCK_CAP", "DatasetSection", "EvaluationSection", "HistoryRow", "ImportanceSamples", "ModelSection",
-           "Provenance", "RunRecord", "Sampling", "TrainingSection"]
+__all__ = ["CLOCK_CAP", "EXTERNAL_PLUGIN", "EXTERNAL_SAMPLES", "NO_TRAINING", "ORIGIN_KINDS", "REEVALUATED", "TRAINED",
+           "DatasetSection", "EvaluationSection", "ExternalSamples", "HistoryRow", "ImportanceSamples", "ModelSection",
+           "Origin", "Provenance", "Reevaluation", "RunRecord", "Sampling", "TrainingSection"]
+
+#: What a record's numbers come from (`Origin.kind`): a model evalgen trained under the budget ...
+TRAINED = "trained"
+#: ... a model evaluated as its plugin built it (``--budget none``: pretrained weights) ...
+NO_TRAINING = "no training"
+#: ... samples from anywhere (`evalgen score`): no model, no likelihood ...
+EXTERNAL_SAMPLES = "external samples"
+#: ... or a finished run's checkpoint evaluated again under other settings (`evalgen eval`).
+REEVALUATED = "re-evaluated"
+ORIGIN_KINDS = (TRAINED, NO_TRAINING, EXTERNAL_SAMPLES, REEVALUATED)
+#: The plugin name of external samples' records (``samples:<name>`` rows); no plugin may take it.
+EXTERNAL_PLUGIN = "samples"
 
 #: A metric section: the metric's own numbers, or ``{"skipped": "<why>"}``.
 MetricSection = dict[str, Any]
@@ -43,7 +57,7 @@ class ModelSection:
     Attributes:
         likelihood: what its log_prob is, as shown: ``"exact"``, ``"lower bound (IWAE, K=100)"``.
         likelihood_kind: the kind alone; tables and leaderboards read this, never the label.
-        parameters: number of trainable parameters.
+        parameters: number of trainable parameters; None when there is no model (external samples).
         representation: how the data reached it (`evalgen.types.Representation` value).
         options: every plugin option it was built with, defaults included; None when unknown
             (a record of schema 1, or a plugin that declares no options).
@@ -51,7 +65,7 @@ class ModelSection:
 
     likelihood: str
     likelihood_kind: LikelihoodKind
-    parameters: int
+    parameters: int | None  #: None for external samples (no model)
     summary: str
     family_summary: str
     reference: str
@@ -157,6 +171,98 @@ class Provenance:
     executor: str | None = None
     host: str | None = None
     slurm_job_id: str | None = None  #: "<array job>_<task>" under SLURM
+    #: SHA-256 of the published weights a pretrained model was built from, as its plugin reports
+    #: them (``evalgen_weights_sha256``); None otherwise.
+    weights_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ExternalSamples:
+    """Samples scored by `evalgen score`: where they came from.
+
+    Attributes:
+        name: what the leaderboard calls them (``--name``; the row ``samples:<name>``).
+        file: the file or folder name they were read from (its base name only: a record never
+            names a path on the machine that wrote it).
+        sha256: of the file's bytes; for a folder, of each image's name and SHA-256 in sorted order
+            (`evalgen.harness.external.samples_sha256`).
+        count: how many samples were scored.
+    """
+
+    name: str
+    file: str
+    sha256: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Reevaluation:
+    """A finished run's checkpoint evaluated again (`evalgen eval`): which run, which checkpoint,
+    and the evaluation settings that differ from the original's (None: the original's).
+
+    Attributes:
+        of: the key of the original record (its training block is this record's).
+        checkpoint_sha256: of the checkpoint file that was loaded.
+        importance_samples: the test-set K of an importance-sampled likelihood.
+        num_samples: samples drawn for the sample-based metrics.
+        metrics: the metrics computed (the others are skipped and say so); None: all of them.
+    """
+
+    of: str
+    checkpoint_sha256: str
+    importance_samples: int | None = None
+    num_samples: int | None = None
+    metrics: tuple[str, ...] | None = None
+
+    @property
+    def settings(self) -> list[str]:
+        """The changed settings in words: ["K=1000", "N=5000", "metrics: test_nll"]; [] for none."""
+        words = [] if self.importance_samples is None else [f"K={self.importance_samples}"]
+        if self.num_samples is not None:
+            words.append(f"N={self.num_samples}")
+        if self.metrics is not None:
+            words.append("metrics: " + " ".join(self.metrics))
+        return words
+
+    @property
+    def key_suffix(self) -> str:
+        """What the record's key adds to the original's: "--eval", "--eval-K1000-N5000-m<hash>"."""
+        parts = [] if self.importance_samples is None else [f"K{self.importance_samples}"]
+        if self.num_samples is not None:
+            parts.append(f"N{self.num_samples}")
+        if self.metrics is not None:
+            parts.append("m" + hashlib.sha256(" ".join(sorted(self.metrics)).encode()).hexdigest()[:8])
+        return "--eval" + "".join(f"-{part}" for part in parts)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What the record's numbers come from: ``kind`` (`ORIGIN_KINDS`) and, for external samples
+    and re-evaluations, the details. Tables and the leaderboard label every row by it."""
+
+    kind: str = TRAINED
+    samples: ExternalSamples | None = None
+    reevaluation: Reevaluation | None = None
+
+    @property
+    def key_suffix(self) -> str:
+        return "" if self.reevaluation is None else self.reevaluation.key_suffix
+
+    @property
+    def variant(self) -> str:
+        """How a table's row says it: "" for a trained run, "evaluated again: K=1000", ..."""
+        if self.kind == REEVALUATED and self.reevaluation is not None:
+            return "evaluated again" + (": " + ", ".join(self.reevaluation.settings)
+                                        if self.reevaluation.settings else "")
+        return "" if self.kind == TRAINED else self.kind
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Origin:
+        samples, again = data.get("samples"), data.get("reevaluation")
+        if again is not None:
+            again = {**again, "metrics": None if again.get("metrics") is None else tuple(again["metrics"])}
+        return cls(kind=data["kind"], samples=None if samples is None else ExternalSamples(**samples),
+                   reevaluation=None if again is None else Reevaluation(**_known(Reevaluation, again)))
 
 
 @dataclass(frozen=True)
@@ -184,6 +290,8 @@ class RunRecord:
     provenance: Provenance
     #: None in records of schema 1 and 2
     evaluation: EvaluationSection | None = None
+    #: "trained" in records of schema 1 to 3
+    origin: Origin = field(default_factory=Origin)
 
     @property
     def finished(self) -> bool:
@@ -206,6 +314,9 @@ class RunRecord:
         payload["dataset"]["shape"] = list(self.dataset.shape)
         payload["dataset"]["sizes"] = list(self.dataset.sizes)
         payload["training"]["history"] = [list(row) for row in self.training.history]
+        again = payload["origin"]["reevaluation"]
+        if again is not None and again["metrics"] is not None:
+            again["metrics"] = list(again["metrics"])
         return payload
 
     @classmethod
@@ -225,7 +336,8 @@ class RunRecord:
                    training=TrainingSection(**_known(TrainingSection, training)),
                    metrics=data["metrics"], samples_grid=data.get("samples_grid"),
                    provenance=Provenance(**_known(Provenance, data["provenance"])),
-                   evaluation=None if evaluation is None else EvaluationSection(seconds=evaluation["seconds"]))
+                   evaluation=None if evaluation is None else EvaluationSection(seconds=evaluation["seconds"]),
+                   origin=Origin.from_dict(data["origin"]))
 
 
 def _known(cls: type, section: dict[str, Any]) -> dict[str, Any]:

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from evalgen.errors import EvalgenError
-from evalgen.record_schema import SCHEMA, SCHEMA_1, SCHEMA_2, SCHEMA_NAME, SCHEMA_VERSION, validate_record
-from evalgen.record_types import RunRecord
+from evalgen.record_schema import SCHEMA, SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_NAME, SCHEMA_VERSION, validate_record
+from evalgen.record_types import EXTERNAL_PLUGIN, EXTERNAL_SAMPLES, REEVALUATED, Origin, RunRecord
 from evalgen.runspec import RunSpec
 from evalgen.storage import atomic_write_bytes, check_real_folder, read_json
 from evalgen.types import LikelihoodKind
 
 __all__ = ["RECORDS_DIR", "SCHEMA", "SCHEMA_NAME", "SCHEMA_VERSION", "atomic_write_bytes", "check_identity",
-           "ensure_writable", "find_record", "read_record", "record_path", "upgrade", "write_record"]
+           "ensure_writable", "find_record", "read_record", "record_path", "upgrade", "upgrade_3", "write_record"]
 
 RECORDS_DIR = "records"
 #: Relative tolerance of the bits/dim a record states against the one its nats give.
@@ -44,7 +44,7 @@ def write_record(out_dir: Path, record: RunRecord) -> Path:
 
 def _check_schema_name(record: Any, path: Path) -> None:
     schema = record.get("schema") if isinstance(record, dict) else None
-    if schema in (SCHEMA_1, SCHEMA_2):
+    if schema in (SCHEMA_1, SCHEMA_2, SCHEMA_3):
         return
     if isinstance(schema, str) and schema.startswith(f"{SCHEMA_NAME}/") and schema != SCHEMA:
         raise EvalgenError(f"{path} is a run record of schema {schema}, which this evalgen cannot read "
@@ -65,11 +65,35 @@ def _check_bits_per_dim(record: dict[str, Any], path: Path) -> None:
                            f"the record was edited or is corrupt: delete it and run it again")
 
 
+def _check_origin(record: dict[str, Any], path: Path) -> None:
+    """The origin agrees with the rest: external samples are the reserved plugin's and have no
+    model; a re-evaluation says of what; a trained run is neither. A record cannot pass samples
+    off as a trained model, or a model as samples."""
+    origin = Origin.from_dict(record["origin"])
+    external = origin.kind == EXTERNAL_SAMPLES
+    problems = [
+        (external != (record["spec"]["plugin"] == EXTERNAL_PLUGIN),
+         f"plugin '{EXTERNAL_PLUGIN}' is reserved for, and only for, external samples"),
+        (external != (origin.samples is not None), "only external samples carry origin.samples"),
+        (external != (record["model"]["parameters"] is None), "only external samples have no parameter count"),
+        ((origin.kind == REEVALUATED) != (origin.reevaluation is not None),
+         "only a re-evaluation carries origin.reevaluation"),
+        (external and origin.samples is not None and origin.samples.name != record["spec"]["model"],
+         "the samples' name is not the spec's model"),
+    ]
+    for wrong, what in problems:
+        if wrong:
+            raise EvalgenError(f"{path}: its origin ({origin.kind}) does not fit the record: {what}; "
+                               f"the record was edited or is corrupt: delete it and score or run it again")
+
+
 def check_identity(record: dict[str, Any], path: Path) -> None:
-    """The record is the run its file name and its spec say: key = file name = the spec's key,
-    and the dataset and budget sections describe the spec's dataset and budget."""
+    """The record is the run its file name and its spec say: key = file name = the spec's key
+    (with what a re-evaluation adds), the dataset and budget sections describe the spec's dataset
+    and budget, and its origin fits the rest."""
     spec = record["spec"]
-    key = RunSpec(**spec).key
+    _check_origin(record, path)
+    key = RunSpec(**spec).key + Origin.from_dict(record["origin"]).key_suffix
     if record["key"] != key:
         raise EvalgenError(f"{path}: its key '{record['key']}' is not the key of its spec ('{key}'); "
                            f"the record was edited or is corrupt: delete it and run it again")
@@ -94,7 +118,7 @@ def likelihood_kind_of_label(label: str) -> LikelihoodKind:
 
 
 def upgrade(record: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A record of schema 1 or 2 as the current schema.
+    """A record of schema 1 or 2 as schema 3 (which `upgrade_3` takes on to the current one).
 
     From 1: its likelihood kind read from its label (the one place that still parses a label),
     and its options unknown (schema 1 did not keep the defaults). From 1 and 2: its budget was
@@ -115,7 +139,12 @@ def upgrade(record: dict[str, Any], path: Path) -> dict[str, Any]:
                   legacy=f"seconds-bound (schema {version})")
     training.update(budget=budget, history=[[*row, None] for row in training["history"]], flops=None,
                     flop_rate=None, flop_counting=None, budget_fraction=None)
-    return {**record, "schema": SCHEMA, "model": model, "training": training, "evaluation": None}
+    return {**record, "schema": SCHEMA_3, "model": model, "training": training, "evaluation": None}
+
+
+def upgrade_3(record: dict[str, Any]) -> dict[str, Any]:
+    """A record of schema 3 as schema 4: every record of schema 3 is of a trained run."""
+    return {**record, "schema": SCHEMA, "origin": {"kind": "trained", "samples": None, "reevaluation": None}}
 
 
 def read_record(path: Path) -> RunRecord:
@@ -127,6 +156,9 @@ def read_record(path: Path) -> RunRecord:
     if record["schema"] in (SCHEMA_1, SCHEMA_2):
         validate_record(record, path, record["schema"])
         record = upgrade(record, path)
+    if record["schema"] == SCHEMA_3:
+        validate_record(record, path, SCHEMA_3)
+        record = upgrade_3(record)
     validate_record(record, path)
     check_identity(record, path)
     return RunRecord.from_dict(record)

@@ -16,7 +16,7 @@ from evalgen.budgets import format_flops
 from evalgen.errors import EvalgenError
 from evalgen.metrics.columns import MetricColumn
 from evalgen.metrics.registry import MetricSpec
-from evalgen.record_types import RunRecord
+from evalgen.record_types import EXTERNAL_SAMPLES, RunRecord
 
 __all__ = ["COST_COLUMNS", "SAMPLES_PER_SECOND", "STEPS", "TRAIN_FLOPS", "TRAIN_SECONDS", "TableColumn",
            "builtin_columns", "metric_columns"]
@@ -87,7 +87,9 @@ def builtin_columns() -> tuple[TableColumn, ...]:
     return metric_columns(BUILTIN_METRICS)
 
 
-def _training(record: RunRecord) -> Mapping[str, Any]:
+def _training(record: RunRecord) -> Mapping[str, Any] | None:
+    if record.origin.kind == EXTERNAL_SAMPLES:  # no training, not "0 s of it"
+        return None
     training = record.training
     return {"seconds": training.seconds, "steps": training.steps, "flops": training.flops}
 

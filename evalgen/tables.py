@@ -15,21 +15,25 @@ from typing import Any
 import pandas as pd
 
 from evalgen.metrics.columns import REFERENCE_ROW
-from evalgen.record_types import RunRecord
+from evalgen.record_types import EXTERNAL_SAMPLES, Origin, RunRecord
 from evalgen.runspec import RunSpec
 from evalgen.storage import atomic_write_bytes
 from evalgen.table_columns import COST_COLUMNS, STEPS, TRAIN_FLOPS, TRAIN_SECONDS, TableColumn, builtin_columns
 from evalgen.terminal import fit_to_width
 from evalgen.types import LikelihoodKind
 
-__all__ = ["CUT_SHORT", "GROUP_COLUMNS", "NLL_MARKERS", "NOT_AVAILABLE", "Cells", "column_cells", "comparison",
-           "display_frame", "format_cell", "model_label", "records_frame", "summary_frame", "variant_label",
-           "write_tables"]
+__all__ = ["CUT_SHORT", "GROUP_COLUMNS", "NLL_MARKERS", "NOT_AVAILABLE", "PARAMETERS_NONE", "SAMPLES_ONLY_NLL", "Cells",
+           "column_cells", "comparison", "display_frame", "format_cell", "model_label", "records_frame",
+           "summary_frame", "variant_label", "write_tables"]
 
 #: A row of a table: seeds of the same (dataset, budget, plugin, model, variant) are aggregated.
 GROUP_COLUMNS = ["dataset", "budget", "plugin", "model", "variant"]
 #: What the NLL cells of models without a likelihood say.
 NOT_AVAILABLE = "n/a (implicit model)"
+#: ... and those of external samples (`evalgen score`): no model at all.
+SAMPLES_ONLY_NLL = "n/a (samples only)"
+#: The parameter cell of a row with no model.
+PARAMETERS_NONE = "—"
 #: The cells of a row whose every seed the clock cap stopped before its budget.
 CUT_SHORT = "cut short by the clock"
 #: What an NLL cell is prefixed with, per likelihood kind: an NLL from a lower bound on log p is
@@ -38,13 +42,16 @@ NLL_MARKERS = {LikelihoodKind.EXACT: "", LikelihoodKind.LOWER_BOUND: "≤ ", Lik
                LikelihoodKind.NONE: ""}
 
 
-def variant_label(spec: RunSpec) -> str:
+def variant_label(spec: RunSpec, origin: Origin | None = None) -> str:
     """What sets a run apart from the model's defaults: the plugin options it was given that differ
-    from their defaults (planning keeps only those) and an importance-sample override, e.g.
-    "hidden=64, lr=0.001, K=1000"; "" for the defaults."""
+    from their defaults (planning keeps only those), an importance-sample override, and where the
+    numbers come from unless trained (`Origin.variant`), e.g. "hidden=64, lr=0.001, K=1000",
+    "evaluated again: K=1000", "external samples"; "" for the defaults."""
     parts = [f"{key}={value}" for key, value in sorted(spec.config.items())]
     if spec.importance_samples is not None:
         parts.append(f"K={spec.importance_samples}")
+    if origin is not None and origin.variant:
+        parts.append(origin.variant)
     return ", ".join(parts)
 
 
@@ -57,7 +64,8 @@ def _flatten(record: RunRecord, columns: Sequence[TableColumn]) -> dict[str, Any
     spec = record.spec
     row: dict[str, Any] = {
         "dataset": spec.dataset, "budget": spec.budget, "plugin": spec.plugin, "model": spec.model,
-        "variant": variant_label(spec), "seed": spec.seed, "status": record.status,
+        "variant": variant_label(spec, record.origin), "origin": record.origin.kind, "seed": spec.seed,
+        "status": record.status,
         "diverged_at_step": record.training.diverged_at_step, "likelihood": record.model.likelihood,
         "likelihood_kind": record.model.likelihood_kind.value, "parameters": record.model.parameters,
         "device": record.provenance.device_name, "cut_short": record.training.cut_short,
@@ -111,7 +119,8 @@ def summary_frame(frame: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.Dat
         row.update(likelihood=group["likelihood"].iloc[0], likelihood_kind=group["likelihood_kind"].iloc[0],
                    seeds=len(group), diverged=_diverged(group), cut_short=_cut_short(group),
                    all_cut_short=bool(group["cut_short"].astype(bool).all()),
-                   parameters=int(group["parameters"].iloc[0]), device=group["device"].iloc[0])
+                   parameters=_parameters(group["parameters"].iloc[0]), device=group["device"].iloc[0],
+                   origin=group["origin"].iloc[0])
         for column in columns:
             name = column.name
             row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"] = _mean_std_n(group[name])
@@ -120,6 +129,11 @@ def summary_frame(frame: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.Dat
             row[f"{name}_ref"] = _first(group[f"{name}_ref"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _parameters(value: Any) -> int | None:
+    """The parameter count, None where there is no model (external samples)."""
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def format_cell(mean: float | None, std: float | None, n: int, digits: int) -> str:
@@ -164,7 +178,7 @@ def _cell_text(row: pd.Series, column: TableColumn) -> str:
         return text
     kind = LikelihoodKind(row["likelihood_kind"])
     if kind is LikelihoodKind.NONE:
-        return NOT_AVAILABLE
+        return SAMPLES_ONLY_NLL if row["origin"] == EXTERNAL_SAMPLES else NOT_AVAILABLE
     return NLL_MARKERS[kind] + text if text else text
 
 
@@ -214,7 +228,7 @@ def display_frame(summary: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.D
         "model": [model_label(p, m, v) for p, m, v in zip(summary["plugin"], summary["model"], summary["variant"])],
         "likelihood": summary["likelihood"],
         **{cells.header: cells.texts for cells in shown_cells.values()},
-        "params": summary["parameters"],
+        "params": [PARAMETERS_NONE if p is None or pd.isna(p) else int(p) for p in summary["parameters"]],
         "train compute": _cost_text(summary, TRAIN_FLOPS),
         "train s": _cost_text(summary, TRAIN_SECONDS),
         "steps": _cost_text(summary, STEPS),

@@ -42,6 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _offline_and_private_cache(tmp_path_factory, monkeypatch):
     """Tests never download and never touch the user's cache or data directory."""
+    private_environment(monkeypatch, tmp_path_factory)
+
+
+def private_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The autouse fixture's environment, for fixtures of a wider scope (which run before it)."""
     monkeypatch.setenv("EVALGEN_OFFLINE", "1")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.delenv("EVALGEN_DATA_DIR", raising=False)

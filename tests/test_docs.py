@@ -8,6 +8,8 @@ plugins on their own and are exercised through the CLI.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 import re
@@ -282,6 +284,25 @@ def exercise_outlier_score(install_plugin, tmp_path: Path) -> None:
     assert scores.shape == (16,) and float(scores[0]) == 0.0 and float(scores[-1]) == 1.0
 
 
+def exercise_weights_sha256(install_plugin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Published weights evaluated with no training: the record says so and names their SHA-256."""
+    plugins, bound = _family_with("evalgen_weights_sha256", install_plugin)
+    digits = plugins.datasets.get("digits").load(LoadContext(tmp_path, allow_download=False))
+    published = _perturbed(_built(bound, digits.info()))
+    weights = tmp_path / "weights.pt"
+    torch.save(published.state_dict(), weights)
+    monkeypatch.setenv("MY_FAMILY_WEIGHTS", str(weights))
+    _invoke("run", "--plugin", "myfamily", "--dataset", "digits", "--budget", "none", "--no-baseline",
+            "--out", str(tmp_path / "runs"))
+    [path] = (tmp_path / "runs" / "records").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["provenance"]["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert record["origin"]["kind"] == record["training"]["stopped_by"] == "no training"
+    assert record["training"]["steps"] == 0
+    saved = torch.load(tmp_path / "runs" / "checkpoints" / path.name.replace(".json", ".pt"), weights_only=True)
+    assert torch.equal(saved["state_dict"]["logits"], published.logits.detach())  # evaluated as published
+
+
 EXERCISES: dict[str, Callable[..., None]] = {
     "evalgen_register_datasets": exercise_register_datasets,
     "evalgen_register_budgets": exercise_register_budgets,
@@ -295,6 +316,7 @@ EXERCISES: dict[str, Callable[..., None]] = {
     "evalgen_describe_likelihood": exercise_describe_likelihood,
     "evalgen_likelihood_details": exercise_likelihood_details,
     "evalgen_outlier_score": exercise_outlier_score,
+    "evalgen_weights_sha256": exercise_weights_sha256,
 }
 
 
@@ -303,10 +325,14 @@ def test_every_hook_example_has_an_exercise():
 
 
 @pytest.mark.parametrize("hook", declared_hooks())
-def test_the_hook_example_runs(hook, install_plugin, tmp_path):
+def test_the_hook_example_runs(hook, install_plugin, tmp_path, monkeypatch):
     if hook not in EXERCISES:
         pytest.fail(f"no exercise for the example of {hook}: add one to EXERCISES in tests/test_docs.py")
-    EXERCISES[hook](install_plugin, tmp_path)
+    exercise = EXERCISES[hook]
+    if "monkeypatch" in inspect.signature(exercise).parameters:
+        exercise(install_plugin, tmp_path, monkeypatch=monkeypatch)
+    else:
+        exercise(install_plugin, tmp_path)
 
 
 def test_the_cross_cutting_example_wraps_the_family_train_step(install_plugin):

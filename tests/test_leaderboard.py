@@ -275,8 +275,8 @@ def test_two_different_records_under_one_key_are_an_error_naming_both(copy_of_ru
     assert not (tmp_path / "out").exists()
 
 
-def _schema_4(record):
-    record["schema"] = "evalgen.run-record/4"
+def _schema_5(record):
+    record["schema"] = "evalgen.run-record/5"
 
 
 def _evalgen_1(record):
@@ -292,7 +292,7 @@ def _other_budget(record):
 
 
 @pytest.mark.parametrize("change,fragments", [
-    (_schema_4, ["schema evalgen.run-record/4", "reads evalgen.run-record/3"]),
+    (_schema_5, ["schema evalgen.run-record/5", "reads evalgen.run-record/4"]),
     (_evalgen_1, ["evalgen 1.0.0", "major version"]),
     (_no_seed, ["at spec: 'seed' is a required property"]),
     (_other_budget, ["budget 'unit' is defined differently"]),
@@ -307,10 +307,10 @@ def test_incompatible_or_invalid_records_are_one_line_errors(copy_of_runs, tmp_p
 
 def test_every_problem_is_listed(copy_of_runs, tmp_path):
     for name in ("gan--gan--digits--unit--seed0.json", "vae--vae--digits--unit--seed0.json"):
-        _edit(copy_of_runs / "machine-b/records" / name, _schema_4)
+        _edit(copy_of_runs / "machine-b/records" / name, _schema_5)
     result = build(copy_of_runs, tmp_path / "out")
     assert_one_line_error(result, "(and 1 more, listed above)")
-    assert result.output.count("evalgen.run-record/4") == 2
+    assert result.output.count("evalgen.run-record/5") == 2
 
 
 def test_a_folder_without_records_is_one_line(tmp_path):

@@ -12,11 +12,12 @@ import pytest
 
 from evalgen.budgets import Budget
 from evalgen.errors import EvalgenError
-from evalgen.record_schema import RUN_RECORD_1, RUN_RECORD_2, RUN_RECORD_3, SCHEMA, SCHEMA_1
+from evalgen.record_schema import RUN_RECORD_1, RUN_RECORD_2, RUN_RECORD_4, SCHEMA, SCHEMA_1, SCHEMA_3
 from evalgen.record_types import (
     DatasetSection,
     HistoryRow,
     ModelSection,
+    Origin,
     Provenance,
     RunRecord,
     Sampling,
@@ -39,7 +40,7 @@ def _names(cls: type) -> set[str]:
 SECTIONS = [
     ((), RunRecord), (("spec",), RunSpec), (("model",), ModelSection), (("dataset",), DatasetSection),
     (("training",), TrainingSection), (("training", "budget"), Budget), (("provenance",), Provenance),
-    (("metrics", "sampling"), Sampling),
+    (("metrics", "sampling"), Sampling), (("origin",), Origin),
 ]
 
 
@@ -51,11 +52,11 @@ def _properties(schema: dict, path: tuple[str, ...]) -> set[str]:
 
 @pytest.mark.parametrize(("path", "cls"), SECTIONS, ids=lambda item: getattr(item, "__name__", None))
 def test_schema_and_types_name_the_same_fields(path, cls):
-    assert _properties(RUN_RECORD_3, path) == _names(cls)
+    assert _properties(RUN_RECORD_4, path) == _names(cls)
 
 
 def test_history_rows_are_the_schema_history_rows():
-    items = RUN_RECORD_3["properties"]["training"]["properties"]["history"]["items"]
+    items = RUN_RECORD_4["properties"]["training"]["properties"]["history"]["items"]
     assert len(items["prefixItems"]) == len(HistoryRow._fields) == items["maxItems"]
 
 
@@ -152,3 +153,33 @@ def test_hostile_schema_2_fields_are_one_line_errors(tmp_path, edit, where):
         "history row of schema 2", "negative seconds", "seconds not an object"])
 def test_hostile_schema_3_fields_are_one_line_errors(tmp_path, edit, where):
     _assert_edit_is_one_line_error(tmp_path, edit, where)
+
+
+def test_a_schema_3_record_reads_as_a_trained_run(tmp_path):
+    payload = read_record(COMMITTED[0]).to_dict()
+    payload["schema"] = SCHEMA_3
+    del payload["origin"], payload["provenance"]["weights_sha256"]
+    path = tmp_path / f"{payload['key']}.json"
+    path.write_text(json.dumps(payload))
+    record = read_record(path)
+    assert record.schema == SCHEMA and record.origin == Origin("trained")
+
+
+_SAMPLES = {"name": "x", "file": "x.npy", "sha256": "0" * 64, "count": 10}
+
+
+@pytest.mark.parametrize(("edit", "what"), [
+    (lambda r: r["origin"].update(kind="external samples", samples=_SAMPLES), "plugin 'samples' is reserved"),
+    (lambda r: r["origin"].update(samples=_SAMPLES), "only external samples carry origin.samples"),
+    (lambda r: r["model"].update(parameters=None), "only external samples have no parameter count"),
+    (lambda r: r["origin"].update(kind="re-evaluated"), "only a re-evaluation carries origin.reevaluation"),
+], ids=["samples claimed by a model", "samples on a trained run", "no parameters", "re-evaluated of nothing"])
+def test_an_origin_that_does_not_fit_the_record_is_refused(tmp_path, edit, what):
+    """A record cannot pass a trained model off as samples, or samples off as a model."""
+    path = write_record(tmp_path, read_record(COMMITTED[0]))
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(EvalgenError, match="does not fit the record") as error:
+        read_record(path)
+    assert what in str(error.value) and "\n" not in str(error.value)

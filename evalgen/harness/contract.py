@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,6 +64,14 @@ class CheckedHooks:
         if details is not None and not isinstance(details, Mapping):
             raise PluginContractError(f"{self.where}: evalgen_likelihood_details should return a dict or None")
         return None if details is None else dict(details)
+
+    def weights_sha256(self, model: nn.Module) -> str | None:
+        """The SHA-256 of the published weights the model was built from (optional hook), or None."""
+        found = self._call("weights_sha256", model=model)
+        if found is not None and not (isinstance(found, str) and re.fullmatch(r"[0-9a-f]{64}", found)):
+            raise PluginContractError(f"{self.where}: evalgen_weights_sha256 should return 64 lowercase hex "
+                                      f"digits (a SHA-256) or None, got {str(found)[:80]!r}")
+        return found
 
     def _call(self, hook: str, **kwargs: Any) -> Any:
         try:

@@ -150,10 +150,11 @@ class _Parts:
 
 
 def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.device,
-             metrics: Registry[MetricSpec],
-             load_dataset: Callable[[str], Dataset]) -> tuple[dict[str, Any], torch.Tensor, dict[str, float]]:
+             metrics: Registry[MetricSpec], load_dataset: Callable[[str], Dataset],
+             only: frozenset[str] | None = None) -> tuple[dict[str, Any], torch.Tensor, dict[str, float]]:
     """Metrics of a trained model (skipped ones say why), its samples in stored values, and the
-    seconds each part of the evaluation took (sampling, test NLL, then each metric)."""
+    seconds each part of the evaluation took (sampling, test NLL, then each metric). ``only``:
+    the names of the metrics to compute (`evalgen eval --metric`); None: every one."""
     hooks, info, budget, seed = run.hooks, run.info, run.budget, run.spec.seed
     timer = _Parts(device, seed)
     with timer.part("sampling"):
@@ -177,15 +178,21 @@ def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.
         load_dataset=load_dataset, budget=budget, seed=seed, device=device, plugin=run.spec.plugin,
         model=run.spec.model,
     )
-    results.update(_metric_results(inputs, metrics, timer))
+    results.update(_metric_results(inputs, metrics, timer, only))
     return results, samples, timer.seconds
 
 
-def _metric_results(inputs: MetricInputs, metrics: Registry[MetricSpec], timer: _Parts) -> dict[str, Any]:
-    """Every metric that applies to ``inputs``, each seeded and timed; the others say why not."""
+#: What a metric left out by ``only`` says.
+NOT_ASKED = "not asked for (evalgen eval --metric chose others)"
+
+
+def _metric_results(inputs: MetricInputs, metrics: Registry[MetricSpec], timer: _Parts,
+                    only: frozenset[str] | None = None) -> dict[str, Any]:
+    """Every metric that applies to ``inputs`` (and is in ``only``), each seeded and timed; the
+    others say why not."""
     results: dict[str, Any] = {}
     for metric in metrics:
-        reason = metric.skip_reason(inputs)
+        reason = NOT_ASKED if only is not None and metric.name not in only else metric.skip_reason(inputs)
         if reason:
             results[metric.name] = {"skipped": reason}
             continue
@@ -195,15 +202,17 @@ def _metric_results(inputs: MetricInputs, metrics: Registry[MetricSpec], timer: 
 
 
 def score_samples(samples: torch.Tensor, dataset: Dataset, metrics: Registry[MetricSpec], budget: Budget,
-                  seed: int, device: torch.device,
-                  load_dataset: Callable[[str], Dataset]) -> tuple[dict[str, Any], dict[str, float]]:
+                  seed: int, device: torch.device, load_dataset: Callable[[str], Dataset],
+                  extractor: str | None = None) -> tuple[dict[str, Any], dict[str, float]]:
     """Every sample-based metric of ``samples`` (N, *shape) in ``dataset``'s stored values, from
     any source, computed as `evaluate` computes a trained run's (the same metrics, extractors,
     cached references and per-metric seeds from ``seed``), and the seconds of each. Metrics
-    that need a model (its likelihood, its outlier score) are skipped and say so."""
+    that need a model (its likelihood, its outlier score) are skipped and say so. ``extractor``:
+    the sample-quality feature extractor (None: the dataset's)."""
     inputs = MetricInputs(
         dataset=dataset, info=dataset.info(), likelihood=Likelihood(LikelihoodKind.NONE, "none: samples only"),
         samples=samples, test_log_prob=None, outlier_score=None, test_outlier_scores=None,
-        outlier_score_label="", load_dataset=load_dataset, budget=budget, seed=seed, device=device)
+        outlier_score_label="", load_dataset=load_dataset, budget=budget, seed=seed, device=device,
+        extractor=extractor)
     timer = _Parts(device, seed)
     return _metric_results(inputs, metrics, timer), timer.seconds

@@ -25,11 +25,14 @@ from evalgen.harness.training import TrainOutcome, train
 from evalgen.plugins import Plugins
 from evalgen.provenance import git_commit, provenance
 from evalgen.record_types import (
+    NO_TRAINING,
+    TRAINED,
     DatasetSection,
     EvaluationSection,
     HistoryRow,
     ImportanceSamples,
     ModelSection,
+    Origin,
     Provenance,
     RunRecord,
     TrainingSection,
@@ -99,7 +102,7 @@ def _training_section(outcome: TrainOutcome, run: ResolvedRun) -> TrainingSectio
         flop_counting=outcome.flop_counting, budget_fraction=outcome.budget_fraction)
 
 
-def _model_section(run: ResolvedRun, model: torch.nn.Module, plugins: Plugins) -> ModelSection:
+def model_section(run: ResolvedRun, model: torch.nn.Module, plugins: Plugins) -> ModelSection:
     hooks = run.hooks
     samples = None if hooks.declared.sample_count is None else ImportanceSamples(
         test=hooks.importance_samples, validation=hooks.valid_importance_samples)
@@ -111,16 +114,21 @@ def _model_section(run: ResolvedRun, model: torch.nn.Module, plugins: Plugins) -
         options=run.recorded_options)
 
 
-def _dataset_section(dataset: Dataset) -> DatasetSection:
+def dataset_section(dataset: Dataset) -> DatasetSection:
     return DatasetSection(name=dataset.name, kind=dataset.kind.value, shape=tuple(dataset.shape),
                           levels=dataset.levels, checksum=dataset.checksum, source=dataset.source,
                           sizes=(len(dataset.train), len(dataset.valid), len(dataset.test)))
 
 
-def _train(run: ResolvedRun, device: torch.device) -> tuple[torch.nn.Module, ModelData, TrainOutcome]:
-    """Build the model after seeding, then train it under its budget."""
+def _train(run: ResolvedRun, device: torch.device,
+           prebuilt: torch.nn.Module | None = None) -> tuple[torch.nn.Module, ModelData, TrainOutcome]:
+    """Build the model after seeding (or take ``prebuilt``, under a budget of no training), then
+    train it under its budget."""
+    if prebuilt is not None and run.budget.trains:
+        raise EvalgenError(f"a model built elsewhere is evaluated as it is: use a budget of no training "
+                           f"(none), not '{run.budget.name}'")
     seed_everything(run.spec.seed)
-    model = run.hooks.build(run.info, run.options).to(device)
+    model = (prebuilt if prebuilt is not None else run.hooks.build(run.info, run.options)).to(device)
     state = TrainState(step=0, optimizers=run.hooks.optimizers(model, run.options),
                        generator=torch.Generator(device=device).manual_seed(run.spec.seed),
                        device=device, dataset=run.info, config=run.options)
@@ -128,20 +136,23 @@ def _train(run: ResolvedRun, device: torch.device) -> tuple[torch.nn.Module, Mod
     return model, data, train(run.hooks, model, data, run.budget, state, label=run.label)
 
 
-def run_one(spec: RunSpec, ctx: RunContext) -> tuple[RunRecord, torch.Tensor | None]:
+def run_one(spec: RunSpec, ctx: RunContext,
+            prebuilt: torch.nn.Module | None = None) -> tuple[RunRecord, torch.Tensor | None]:
     """Train and evaluate one spec; write its checkpoint, then its record. Returns both the
-    record and the samples (stored values, CPU) or None if the run diverged."""
+    record and the samples (stored values, CPU) or None if the run diverged. ``prebuilt``: a
+    model built (and trained) elsewhere, evaluated as it is (``spec``'s budget trains nothing)."""
     run = resolve_run(spec, ctx.plugins, ctx.dataset(spec.dataset))
-    model, data, outcome = _train(run, ctx.device)
+    model, data, outcome = _train(run, ctx.device, prebuilt)
     samples, metrics, seconds = None, {}, {}
     if outcome.diverged_at_step is None:
         metrics, samples, seconds = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset)
     record = RunRecord(
         schema=SCHEMA, key=spec.key, status="ok" if outcome.diverged_at_step is None else "diverged", spec=spec,
-        model=_model_section(run, model, ctx.plugins), dataset=_dataset_section(run.dataset),
+        model=model_section(run, model, ctx.plugins), dataset=dataset_section(run.dataset),
         training=_training_section(outcome, run), metrics=metrics,
-        samples_grid=_save_grid(samples, run.dataset, ctx.out_dir, spec.key),
-        provenance=Provenance(**provenance(ctx.device, ctx.executor)), evaluation=EvaluationSection(seconds=seconds))
+        samples_grid=save_grid(samples, run.dataset, ctx.out_dir, spec.key),
+        provenance=Provenance(**provenance(ctx.device, ctx.executor), weights_sha256=run.hooks.weights_sha256(model)),
+        evaluation=EvaluationSection(seconds=seconds), origin=Origin(TRAINED if run.budget.trains else NO_TRAINING))
     save_checkpoint(checkpoint_path(ctx.out_dir, spec.key), model, spec.to_dict())
     if ctx.save_samples and samples is not None:
         save_samples_file(samples, samples_file_path(ctx.out_dir, spec.key))
@@ -149,7 +160,7 @@ def run_one(spec: RunSpec, ctx: RunContext) -> tuple[RunRecord, torch.Tensor | N
     return record, samples
 
 
-def _save_grid(samples: torch.Tensor | None, dataset: Dataset, out_dir: Path, key: str) -> str | None:
+def save_grid(samples: torch.Tensor | None, dataset: Dataset, out_dir: Path, key: str) -> str | None:
     """The sample grid of an image run, as a path relative to ``out_dir``; None otherwise."""
     if samples is None or len(dataset.shape) != 3 or dataset.levels is None:
         return None
@@ -225,7 +236,7 @@ def _run_or_reuse(spec: RunSpec, ctx: RunContext, report: Callable[[str], None],
                    f"--rerun to train again)")
             return existing
         record, _ = run_one(spec, ctx)
-        report(_one_line(record, columns))
+        report(summary_line(record, columns))
         return record
 
 
@@ -254,21 +265,25 @@ def run_sweep(specs: Iterable[RunSpec], ctx: RunContext,
 SUMMARY_COLUMNS = ("fid", "modes_covered")
 
 
-def _one_line(record: RunRecord, columns: Mapping[str, TableColumn]) -> str:
-    """What `evalgen run` says when a run ends: its NLL, FID and modes where it has them."""
+def summary_line(record: RunRecord, columns: Mapping[str, TableColumn]) -> str:
+    """What `evalgen run` (and `score`, `eval`) says when a record is written: its NLL, FID and
+    modes where it has them, and what its training was."""
     spec, training = record.spec, record.training
-    head = f"done {spec.plugin}:{spec.model} on {spec.dataset} seed {spec.seed}"
+    variant = record.origin.variant
+    head = f"done {spec.plugin}:{spec.model}{f' ({variant})' if variant else ''} on {spec.dataset} seed {spec.seed}"
     if not record.finished:
         return f"{head}: diverged at step {training.diverged_at_step}: {training.divergence}"
-    parts = [_nll_text(record, columns)]
+    samples = record.origin.samples
+    parts = [f"{samples.count} samples from {samples.file}" if samples is not None else _nll_text(record, columns)]
     for name in SUMMARY_COLUMNS:
         value, label, total = columns[name].read(record) if name in columns else (None, None, None)
         if value is not None:
             number = f"{value:.0f}/{total:.0f}" if total is not None else f"{value:.{columns[name].spec.digits}f}"
             parts.append(f"{columns[name].spec.title} {number}" + (f" ({label})" if label else ""))
-    parts.append(f"{training.steps} steps, {format_flops(training.flops)} in {training.seconds:.1f}s "
-                 f"({training.stopped_by}" + (f" at {training.budget_fraction:.0%} of the budget: cut short"
-                                              if training.cut_short else "") + ")")
+    if samples is None:
+        parts.append(f"{training.steps} steps, {format_flops(training.flops)} in {training.seconds:.1f}s "
+                     f"({training.stopped_by}" + (f" at {training.budget_fraction:.0%} of the budget: cut short"
+                                                  if training.cut_short else "") + ")")
     if record.evaluation is not None:
         parts.append(f"evaluated in {record.evaluation.total_seconds:.1f}s")
     return f"{head}: " + ", ".join(parts)

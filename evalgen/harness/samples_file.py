@@ -10,6 +10,7 @@ every sample-based metric sees external samples exactly as it sees a run's.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ import torch
 
 from evalgen.errors import EvalgenError, unknown_name
 
-__all__ = ["IMAGE_SUFFIXES", "MAX_SAMPLE_BYTES", "SampleTarget", "read_samples"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_SAMPLE_BYTES", "SampleTarget", "array_sha256", "checked_samples", "read_samples",
+           "samples_sha256"]
 
 #: Largest samples file (or folder, all images together) evalgen reads.
 MAX_SAMPLE_BYTES = 4 * 2**30
@@ -36,12 +38,12 @@ class SampleTarget:
 
     dataset: str
     shape: tuple[int, ...]
-    levels: int
+    levels: int | None  #: None: continuous data, any finite values
     min_count: int = 1
     min_count_reason: str = ""
 
 
-def _fail(path: Path, message: str) -> EvalgenError:
+def _fail(path: Path | str, message: str) -> EvalgenError:
     return EvalgenError(f"samples {path}: {message}")
 
 
@@ -131,7 +133,7 @@ def _image_array(image) -> np.ndarray:
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def _shaped(path: Path, array: np.ndarray, target: SampleTarget) -> np.ndarray:
+def _shaped(path: Path | str, array: np.ndarray, target: SampleTarget) -> np.ndarray:
     """(N, *shape): channels-last images and missing single channels are accepted."""
     shape = target.shape
     if array.ndim == len(shape) + 1 and array.shape[1:] == shape:
@@ -149,13 +151,19 @@ def _shaped(path: Path, array: np.ndarray, target: SampleTarget) -> np.ndarray:
                       f"(N, {expected})")
 
 
-def _levels(path: Path, array: np.ndarray, target: SampleTarget, float01: bool, image_scale: bool) -> np.ndarray:
+def _levels(path: Path | str, array: np.ndarray, target: SampleTarget, float01: bool, image_scale: bool) -> np.ndarray:
     """The values as integer levels 0..L-1 (float64), or a one-line error."""
     if array.dtype.kind not in "biuf":
         raise _fail(path, f"values of type {array.dtype} are not numbers")
     values = array.astype(np.float64)
     if np.isnan(values).any():
         raise _fail(path, f"{int(np.isnan(values).sum())} value(s) are NaN")
+    if target.levels is None:  # continuous data: the values themselves, finite
+        if float01:
+            raise _fail(path, f"--float01 is for datasets of levels; dataset '{target.dataset}' is continuous")
+        if not np.isfinite(values).all():
+            raise _fail(path, f"{int((~np.isfinite(values)).sum())} value(s) are infinite")
+        return values
     top = target.levels - 1
     if float01:
         if values.min() < 0 or values.max() > 1:
@@ -189,8 +197,42 @@ def read_samples(path: Path, target: SampleTarget, key: str | None = None, float
         array, image_scale = readers[suffix](_read_bytes(path)), suffix in IMAGE_SUFFIXES
     if key is not None and (path.is_dir() or path.suffix.lower() != ".npz"):
         raise _fail(path, "--key names an array of an .npz archive")
-    values = _levels(path, _shaped(path, np.asarray(array), target), target, float01, image_scale)
+    return _checked(path, np.asarray(array), target, float01, image_scale)
+
+
+def _checked(where: Path | str, array: np.ndarray, target: SampleTarget, float01: bool,
+             image_scale: bool) -> torch.Tensor:
+    values = _levels(where, _shaped(where, array, target), target, float01, image_scale)
     if len(values) < target.min_count:
-        raise _fail(path, f"{len(values)} samples are fewer than {target.min_count}"
-                          + (f" ({target.min_count_reason})" if target.min_count_reason else ""))
+        raise _fail(where, f"{len(values)} samples are fewer than {target.min_count}"
+                           + (f" ({target.min_count_reason})" if target.min_count_reason else ""))
     return torch.from_numpy(values.astype(np.float32))
+
+
+def checked_samples(array: np.ndarray | torch.Tensor, target: SampleTarget, float01: bool = False) -> torch.Tensor:
+    """Samples held in memory (a notebook's array or tensor), checked as `read_samples` checks a file's."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    return _checked("(in memory)", np.asarray(array), target, float01, image_scale=False)
+
+
+def array_sha256(array: np.ndarray | torch.Tensor) -> str:
+    """SHA-256 of an in-memory array: its dtype, shape and bytes (C order)."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str} {array.shape}\n".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def samples_sha256(path: Path) -> str:
+    """SHA-256 of a samples file's bytes; of a folder, of each image's name and SHA-256 in sorted
+    order ("<sha256>  <name>" lines, as ``sha256sum`` prints them). Read after `read_samples` has
+    checked the file, so its size is bounded."""
+    path = Path(path)
+    if not path.is_dir():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    lines = [f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.name}\n"
+             for f in sorted(p for p in path.iterdir() if not p.name.startswith("."))]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()

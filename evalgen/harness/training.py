@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from evalgen.budgets import Budget
+from evalgen.budgets import NO_TRAINING, Budget
 from evalgen.errors import TrainingDiverged
 from evalgen.harness.clock import TrainingClock
 from evalgen.harness.contract import CheckedHooks
@@ -92,8 +92,13 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
     """Train ``model`` until the budget, early stopping or divergence ends it.
 
     For likelihood models the parameters of the best validation step are restored at the end.
+    A budget of no training (`Budget.trains`) takes no step: the model stays as it was built.
     """
     outcome = TrainOutcome()
+    if not budget.trains:
+        outcome.stopped_by, outcome.budget_fraction = NO_TRAINING, 1.0
+        model.eval()
+        return outcome
     clock = TrainingClock(budget, state.optimizers)
     best = _Best()
     validate = hooks.has_likelihood and hooks.spec.validation_nll

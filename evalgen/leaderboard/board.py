@@ -12,6 +12,7 @@ after those with it.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,14 +22,22 @@ import pandas as pd
 
 from evalgen.leaderboard.collect import Found
 from evalgen.planning import BASELINE_FAMILY
-from evalgen.record_types import RunRecord
+from evalgen.record_types import EXTERNAL_SAMPLES, REEVALUATED, RunRecord
 from evalgen.runspec import RunSpec
 from evalgen.table_columns import SAMPLES_PER_SECOND, TRAIN_FLOPS, TRAIN_SECONDS, TableColumn
-from evalgen.tables import GROUP_COLUMNS, column_cells, model_label, records_frame, summary_frame, variant_label
+from evalgen.tables import (
+    GROUP_COLUMNS,
+    PARAMETERS_NONE,
+    column_cells,
+    model_label,
+    records_frame,
+    summary_frame,
+    variant_label,
+)
 from evalgen.types import LikelihoodKind
 
 __all__ = ["COST", "HEADLINES", "Board", "Capability", "Cell", "Column", "Row", "asset_id", "build_boards",
-           "capabilities", "reproduce_command"]
+           "capabilities", "reproduce_command", "row_command"]
 
 #: The cost columns of a board, after the parameters.
 COST = (TRAIN_FLOPS, TRAIN_SECONDS, SAMPLES_PER_SECOND)
@@ -121,6 +130,42 @@ def reproduce_command(spec: RunSpec, seeds: tuple[int, ...]) -> str:
     return shlex.join(words)
 
 
+def _score_command(record: RunRecord) -> str:
+    """The `evalgen score` that scores these samples again (the file is the submitter's)."""
+    spec, samples = record.spec, record.origin.samples
+    words = ["evalgen", "score", samples.file if samples is not None else "SAMPLES", "--dataset", spec.dataset,
+             "--name", spec.model, "--budget", spec.budget]
+    extractor = (record.metric("sample_quality") or {}).get("extractor")
+    if isinstance(extractor, str):
+        words += ["--extractor", extractor]
+    return shlex.join(words + ([] if spec.seed == 0 else ["--seed", str(spec.seed)]))
+
+
+def _eval_command(record: RunRecord, seeds: tuple[int, ...]) -> str:
+    """Train the seeds again, then evaluate each again with the row's settings."""
+    again = record.origin.reevaluation
+    settings: list[str] = []
+    if again is not None and again.importance_samples is not None:
+        settings += ["--importance-samples", str(again.importance_samples)]
+    if again is not None and again.num_samples is not None:
+        settings += ["--num-samples", str(again.num_samples)]
+    for name in (again.metrics if again is not None and again.metrics else ()):
+        settings += ["--metric", name]
+    evals = [shlex.join(["evalgen", "eval", dataclasses.replace(record.spec, seed=seed).key, *settings])
+             for seed in seeds]
+    return " && ".join([reproduce_command(record.spec, seeds), *evals])
+
+
+def row_command(record: RunRecord, seeds: tuple[int, ...]) -> str:
+    """What produces a row again: `evalgen run`, then `evalgen eval` for a re-evaluation; `evalgen
+    score` for external samples."""
+    if record.origin.kind == EXTERNAL_SAMPLES:
+        return _score_command(record)
+    if record.origin.kind == REEVALUATED:
+        return _eval_command(record, seeds)
+    return reproduce_command(record.spec, seeds)
+
+
 def _status(found: list[Found]) -> str:
     """"ok", or which seeds diverged and which the clock cut short (their numbers are left out)."""
     diverged = [f.record for f in found if not f.record.finished]
@@ -157,16 +202,22 @@ def _headline(summary: pd.DataFrame, columns: Sequence[TableColumn]) -> TableCol
     return next((by_name[name] for name in HEADLINES if name in by_name and summary[f"{name}_n"].gt(0).any()), None)
 
 
+def _parameters_cell(parameters: Any) -> Cell:
+    if parameters is None or pd.isna(parameters):
+        return Cell(PARAMETERS_NONE, None)
+    return Cell(f"{int(parameters):,}", int(parameters))
+
+
 def _row(row: pd.Series, group: list[Found], rank: int | None, quality: list[Cell], cost: list[Cell]) -> Row:
     seeds = tuple(f.record.spec.seed for f in group)
     label = model_label(row["plugin"], row["model"], row["variant"])
     status = _status(group)
     cells = (Cell("" if rank is None else str(rank), rank), Cell(label, label), *quality,
-             Cell(f"{int(row['parameters']):,}", int(row["parameters"])), *cost,
+             _parameters_cell(row["parameters"]), *cost,
              Cell(str(len(seeds)), len(seeds)), Cell(status, status))
     return Row(row["plugin"], row["model"], row["variant"], asset_id(group[0].record), rank, cells,
                row.to_dict(), seeds, status, row["likelihood"], LikelihoodKind(row["likelihood_kind"]),
-               reproduce_command(group[0].record.spec, seeds), tuple(group))
+               row_command(group[0].record, seeds), tuple(group))
 
 
 def _board(dataset: str, budget: str, summary: pd.DataFrame, found: dict[tuple, list[Found]],
@@ -193,7 +244,7 @@ def _board(dataset: str, budget: str, summary: pd.DataFrame, found: dict[tuple, 
 
 def _group_key(record: RunRecord) -> tuple:
     spec = record.spec
-    return spec.dataset, spec.budget, spec.plugin, spec.model, variant_label(spec)
+    return spec.dataset, spec.budget, spec.plugin, spec.model, variant_label(spec, record.origin)
 
 
 def build_boards(found: list[Found], columns: Sequence[TableColumn]) -> list[Board]:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import evalgen
 from evalgen.errors import EvalgenError
 from evalgen.record_types import RunRecord
 from evalgen.records import RECORDS_DIR, read_record
+from evalgen.version import __version__
 
 #: Dataset fields that must agree between records of the same dataset name.
 DATASET_IDENTITY = ("kind", "shape", "levels", "checksum", "sizes")
@@ -45,7 +45,7 @@ def _major(version: str) -> str:
 
 def _load(path: Path) -> RunRecord:
     record = read_record(path)
-    found, ours = record.provenance.evalgen_version, evalgen.__version__
+    found, ours = record.provenance.evalgen_version, __version__
     if _major(found) != _major(ours):
         raise EvalgenError(f"{path} was written by evalgen {found}, whose major version differs from "
                            f"this evalgen's ({ours}); build its leaderboard with a matching evalgen")

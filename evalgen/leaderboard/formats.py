@@ -36,6 +36,10 @@ def legend() -> list[str]:
         "↓ lower is better, ↑ higher is better; a superscript is the rank in that column (1 = best, ties share).",
         "[...]: what a number was measured with (feature extractor; outlier score vs out-of-distribution set).",
         "status lists diverged seeds: they have no metrics, so n counts only the seeds that finished.",
+        ("Rows are trained by evalgen under the board's budget, except: [evaluated again: ...] = a trained run's "
+         "checkpoint evaluated again (evalgen eval) with the settings shown, its training the run's; "
+         "[external samples] = samples scored by evalgen score, no model and no training (NLL n/a (samples "
+         "only)); [no training] = a model evaluated as its plugin built it (budget none: pretrained weights)."),
     ]
 
 

@@ -18,7 +18,7 @@ from evalgen.leaderboard.board import Board
 from evalgen.leaderboard.collect import Found
 from evalgen.leaderboard.escape import clean_text, markdown_code, markdown_text
 from evalgen.leaderboard.formats import GENERATED, markdown_table
-from evalgen.record_types import RunRecord
+from evalgen.record_types import TRAINED, RunRecord
 
 __all__ = ["BUDGET_FIELDS", "PLOTTED_WITH", "protocol_markdown"]
 
@@ -95,6 +95,28 @@ def _reproduce(board: Board) -> str:
     return markdown_table(["model", "seeds", "command"], rows, [False, False, False])
 
 
+def _origin_row(record: RunRecord) -> list[str]:
+    origin = record.origin
+    if origin.samples is not None:
+        what = f"{origin.samples.count} samples from {origin.samples.file}, SHA-256 {origin.samples.sha256}"
+    elif origin.reevaluation is not None:
+        again = origin.reevaluation
+        what = (f"{', '.join(again.settings) or 'the original settings'}; of {again.of}, checkpoint SHA-256 "
+                f"{again.checkpoint_sha256}")
+    else:
+        what = f"weights SHA-256 {_text(record.provenance.weights_sha256)}"
+    return [record.key, origin.kind, what]
+
+
+def _origins(found: list[Found]) -> str:
+    """The records not trained here: what they were made from, with the files' SHA-256."""
+    rows = [_origin_row(f.record) for f in found if f.record.origin.kind != TRAINED]
+    if not rows:
+        return "Every record is of a model evalgen trained under its budget."
+    return ("Every other record is of a model evalgen trained under its budget.\n\n"
+            + markdown_table(["record", "origin", "made from"], rows, [False, False, False]))
+
+
 def protocol_markdown(found: list[Found], boards: list[Board], runs_relative: str) -> str:
     """The protocol of the leaderboard built from ``found``; ``runs_relative``: the runs folder
     as seen from the output folder, for the command that regenerates it."""
@@ -110,8 +132,10 @@ def protocol_markdown(found: list[Found], boards: list[Board], runs_relative: st
                        f"is not charged to the budget. FLOPs: {FLOP_CONVENTION}."), _budgets(found),
         "## Hardware", _hardware(found),
         "## Versions", _versions(found),
+        "## Records not trained here", _origins(found),
         "## Reproducing each row",
-        "Each command trains and evaluates that row's seeds into `evalgen-runs/` (`--out` to change).",
+        ("Each command trains and evaluates that row's seeds into `evalgen-runs/` (`--out` to change); a "
+         "re-evaluated row's then evaluates them again, and an external-samples row's scores the submitted file."),
     ]
     for board in boards:
         parts += [f"### {markdown_text(board.title)}", _reproduce(board)]

@@ -45,7 +45,7 @@ def _data_density(dataset: Dataset) -> dict[str, Any]:
 
 
 def _extractor_reason(inputs: MetricInputs) -> str | None:
-    if inputs.dataset.feature_extractor is None:
+    if inputs.dataset.feature_extractor is None and inputs.extractor is None:
         return f"dataset '{inputs.dataset.name}' names no feature extractor"
     return None
 
@@ -53,8 +53,8 @@ def _extractor_reason(inputs: MetricInputs) -> str | None:
 def _sample_quality(inputs: MetricInputs) -> dict[str, Any]:
     from evalgen.metrics.fidelity import sample_quality
 
-    return sample_quality(inputs.samples, inputs.dataset, device=inputs.device, cache_dir=inputs.cache_dir,
-                          load_dataset=inputs.load_dataset).to_dict()
+    return sample_quality(inputs.samples, inputs.dataset, extractor=inputs.extractor, device=inputs.device,
+                          cache_dir=inputs.cache_dir, load_dataset=inputs.load_dataset).to_dict()
 
 
 def _mode_coverage_reason(inputs: MetricInputs) -> str | None:

@@ -59,7 +59,7 @@ from torch_fidelity.utils import get_featuresdict_from_dataset
 
 from evalgen.datasets.base import Dataset
 from evalgen.datasets.files import user_cache_dir
-from evalgen.errors import EvalgenError
+from evalgen.errors import EvalgenError, unknown_name
 from evalgen.metrics import extractors, frechet
 from evalgen.metrics.cache import BadCacheEntry, cache_folder, read_array, remove_legacy_sample_features, write_array
 from evalgen.metrics.extractors import DOMAIN_EXTRACTORS, PREPROCESSING, ensure_extractor, to_uint8
@@ -163,8 +163,7 @@ def _resolve_extractor(name: str, dataset: Dataset, cache_dir: Path, inception_w
         cls = extractors.DomainFeatureExtractor
         layers = {m: cls.get_default_feature_layer_for_metric(m) for m in ("isc", "fid", "kid", "prc")}
         return _Extractor(name, w.path, w.sha256, 1, layers, w.test_accuracy)
-    known = ", ".join(sorted([INCEPTION_EXTRACTOR, *DOMAIN_EXTRACTORS]))
-    raise EvalgenError(f"unknown feature extractor '{name}' (known: {known})")
+    raise unknown_name("feature extractor", name, [INCEPTION_EXTRACTOR, *DOMAIN_EXTRACTORS])
 
 
 def _feature_extractor(ext: _Extractor, features: list[str], device: torch.device) -> FeatureExtractorBase:
@@ -176,6 +175,23 @@ def _feature_extractor(ext: _Extractor, features: list[str], device: torch.devic
         module = extractors.DomainFeatureExtractor(ext.name, features, feature_extractor_weights_path=ext.path,
                                                    expected_sha256=ext.sha256)
     return module.requires_grad_(False).eval().to(device)
+
+
+def feature_dimension(dataset: Dataset, *, extractor: str | None = None, cache_dir: Path | None = None,
+                      inception_weights: Path | None = None,
+                      load_dataset: Callable[[str], Dataset] | None = None) -> tuple[str, int]:
+    """The extractor's name (``extractor``, default the dataset's) and the dimension D of its FID
+    features: a full-rank covariance, and so a meaningful FID, needs at least D + 1 samples. An
+    unknown or unavailable extractor is one EvalgenError."""
+    name = extractor or dataset.feature_extractor
+    if name is None:
+        raise EvalgenError(f"dataset '{dataset.name}' has no default feature extractor; choose one with --extractor")
+    root = Path(cache_dir) if cache_dir is not None else user_cache_dir()
+    ext = _resolve_extractor(name, dataset, root, inception_weights, [], load_dataset)
+    cpu = torch.device("cpu")
+    module = _feature_extractor(ext, [ext.layers["fid"]], cpu)
+    blank = ImageSet(torch.zeros(1, *dataset.shape, dtype=torch.uint8), ext.channels)
+    return ext.name, int(_extract(module, blank, 1, cpu)[ext.layers["fid"]].shape[1])
 
 
 def reference_key(dataset: Dataset, split: str, num_reference: int, extractor_name: str, weights_sha256: str,

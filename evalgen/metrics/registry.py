@@ -53,6 +53,8 @@ class MetricInputs:
         budget, seed, device: of the run.
         plugin: the family of the model scored (``--plugin``); "" when not known.
         model: the model variant scored (its ``ModelSpec.name``); "" when not known.
+        extractor: the feature extractor of the sample-quality metrics (``evalgen score
+            --extractor``); None: the dataset's default.
     """
 
     dataset: Dataset
@@ -72,6 +74,7 @@ class MetricInputs:
     likelihood_details: dict[str, Any] | None = None
     plugin: str = ""
     model: str = ""
+    extractor: str | None = None
 
     def available(self) -> set[str]:
         have = set()
