@@ -52,14 +52,30 @@ __all__ = [
     "Option",
     "PluginContractError",
     "Representation",
+    "Results",
     "Split",
     "TrainState",
     "TrainingDiverged",
     "__version__",
+    "evaluate",
     "hookimpl",
     "importance_weighted_bound",
     "iwae_likelihood",
     "load_dataset",
     "log_mean_exp",
+    "run",
+    "score",
     "split_inputs",
 ]
+
+#: The notebook API (`evalgen.api`), imported on first use: it loads the harness, the sweeps and
+#: the plugins, which themselves import this module.
+_API = ("Results", "evaluate", "run", "score")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from evalgen import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'evalgen' has no attribute {name!r}")
