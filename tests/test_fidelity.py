@@ -217,11 +217,29 @@ def test_frechet_distance_falls_back_when_sqrtm_fails(monkeypatch):
     assert method == "eigh" and fallback == pytest.approx(value, rel=1e-10)
     monkeypatch.setattr(scipy.linalg, "sqrtm", lambda a: np.eye(len(a)) * 1j)  # "went complex"
     assert frechet_distance(f1, f2)[1] == "eigh"
-    few = rng.normal(size=(5, 6))  # singular covariance: FID of a set with itself is still ~0
-    scale = np.trace(np.cov(few, rowvar=False))
-    assert abs(frechet_distance(few, few)[0]) < 1e-9 * scale  # eigh
-    monkeypatch.undo()
-    assert abs(frechet_distance(few, few)[0]) < 1e-6 * scale  # sqrtm, or eigh if sqrtm is inaccurate
+
+
+def _trace_root_by_eigenvalues(s1: np.ndarray, s2: np.ndarray) -> float:
+    """tr((S1 S2)^{1/2}) as the sum of the roots of S1 S2's eigenvalues (real and >= 0 up to
+    rounding; those of a singular product below 1e-9 of the largest are its zeros)."""
+    eig = np.linalg.eigvals(s1 @ s2).real
+    return float(np.sqrt(eig[eig > 1e-9 * eig.max()]).sum())
+
+
+def test_fewer_samples_than_dimensions_use_the_exact_singular_value_trace():
+    """Reference: with n < D both covariances are singular; tr((S1 S2)^1/2) from numpy's eigenvalues
+    of S1 S2 (as torch-fidelity computes it), and FID of a set with itself is 0."""
+    rng = np.random.default_rng(1)
+    f1, f2 = rng.normal(size=(40, 64)), rng.normal(0.5, 1.5, size=(30, 64))
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    expected = (((f1.mean(0) - f2.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                - 2 * _trace_root_by_eigenvalues(s1, s2))
+    value, method = frechet_distance(f1, f2)
+    assert method == "svd" and value == pytest.approx(expected, rel=1e-9)
+    same, method = frechet_distance(f1, f1)
+    assert method == "svd" and abs(same) < 1e-12 * np.trace(s1)
+    many = rng.normal(size=(65, 64))  # one more sample than dimensions: the square root again
+    assert frechet_distance(many, many + 1)[1] == "sqrtm"
 
 
 def _random_inception_weights(path, monkeypatch):
@@ -250,17 +268,17 @@ def test_inception_from_local_weights_on_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr(inception, "INCEPTION_SHA256", sha)
     digits = load_digits()
     with pytest.warns(UserWarning, match="feature dimension 2048"):
-        result = sample_quality(digits.train.x[:32], digits, extractor="inception-v3-compat", num_reference=32,
+        result = sample_quality(digits.train.x[:16], digits, extractor="inception-v3-compat", num_reference=16,
                                 batch_size=16)
     print(f"random-weight Inception: IS {result.inception_score_mean:.4f}, FID {result.fid:.4f}")
     assert result.extractor == "inception-v3-compat" and result.extractor_weights_sha256 == sha
-    assert result.feature_dim == 2048 and result.extractor_test_accuracy is None
-    # Reference: the same 32 images as samples and as reference have identical features, so FID
-    # vanishes (up to the rounding of a singular 2048-dim covariance) and precision and recall are
+    assert result.feature_dim == 2048 and result.extractor_test_accuracy is None and result.fid_sqrt_method == "svd"
+    # Reference: the same 16 images as samples and as reference have identical features, so FID
+    # vanishes (up to rounding; 16 < 2048 samples take the singular-value trace) and precision and recall are
     # 1; against the test split it does not. (KID's unbiased estimate of a set against itself is
     # not 0: its cross term keeps the diagonal; the KID test above checks its formula.)
     with pytest.warns(UserWarning, match="feature dimension 2048"):
-        same = sample_quality(digits.train.x[:32], digits, extractor="inception-v3-compat", num_reference=32,
+        same = sample_quality(digits.train.x[:16], digits, extractor="inception-v3-compat", num_reference=16,
                               batch_size=16, reference_split="train")
     assert abs(same.fid) < 1e-3 * result.fid
     assert same.precision == same.recall == 1.0

@@ -34,7 +34,8 @@ FID: torch-fidelity 0.4 does not use a matrix square root; it takes the real par
 ``sum(sqrt(eigvals(sigma1 @ sigma2)))`` with the means in the features' dtype (float32 for
 Inception). evalgen reports its own float64 value from the same features, via
 ``scipy.linalg.sqrtm`` with a symmetric eigendecomposition as fallback when sqrtm fails, goes
-complex or is inaccurate (`frechet_distance`); torch-fidelity's number is kept alongside
+complex or is inaccurate, and from the singular values of the centred features' cross product when
+a set has fewer samples than dimensions (`evalgen.metrics.frechet`); torch-fidelity's number is kept alongside
 (``fid_torch_fidelity``) and a disagreement is a warning.
 """
 
@@ -116,7 +117,7 @@ class FidelityResult:
     reference_split: str
     feature_dim: int
     fid_torch_fidelity: float
-    fid_sqrt_method: str  #: "sqrtm" or "eigh" (the fallback)
+    fid_sqrt_method: str  #: "sqrtm", "eigh" (its fallback) or "svd" (fewer samples than dimensions)
     reference_key: str
     reference_cached: bool  #: reference features came from the cache
     warnings: tuple[str, ...] = ()
@@ -335,7 +336,7 @@ def _reference_split(dataset: Dataset, split: str, num_reference: int | None) ->
 def _fid_notes(f1: np.ndarray, f2: np.ndarray, fid: float, fid_tf: float, method: str, extractor: str) -> list[str]:
     """What makes an FID less trustworthy: the fallback root, too few samples, disagreement."""
     notes, dim = [], f1.shape[1]
-    if method != "sqrtm":
+    if method == "eigh":
         notes.append("FID: scipy sqrtm failed, went complex or was inaccurate; used the eigh fallback")
     for what, count in (("generated", len(f1)), ("reference", len(f2))):
         if count < dim:
