@@ -262,10 +262,10 @@ def test_multi_level_data_is_refused_with_the_binarized_alternative():
 
 
 def test_rbm_sampling_with_thinning_follows_the_exact_distribution():
-    """Two chains, burn-in 50, a sample every 5 sweeps: the empirical distribution of a small
-    RBM's visible states matches the exact one (enumerated)."""
+    """200 chains, burn-in 50, a sample every 5 sweeps (100 from each chain): the empirical
+    distribution of a small RBM's visible states matches the exact one (enumerated)."""
     rbm = _random_rbm(4, 3, seed=3, scale=0.7)
-    draws = rbm.sample(20_000, torch.Generator().manual_seed(0), burn_in=50, thin=5, chains=2)
+    draws = rbm.sample(20_000, torch.Generator().manual_seed(0), burn_in=50, thin=5, chains=200)
     codes = (draws * torch.tensor([8.0, 4.0, 2.0, 1.0])).sum(1).long()
     freq = torch.bincount(codes, minlength=16).double() / len(codes)
     states = _binary(4)
