@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+import toy_plugins
 from conftest import TESTS_DIR
 from test_sweep_local import SWEEP, records, sweep_file
 
@@ -78,8 +79,10 @@ def _running_state(out) -> dict | None:
 
 
 def test_a_cancelled_job_is_reported_leaves_no_record_and_the_rerun_completes_it(cluster, tmp_path, install_plugin):
-    site = install_plugin("sleepytoy", "toy_plugins:sleepy")  # 100 smoke steps of 0.2 s
-    env = {"PYTHONPATH": os.pathsep.join([str(site), str(TESTS_DIR)])}
+    site = install_plugin("sleepytoy", "toy_plugins:sleepy")  # 100 smoke steps of 0.2 s, while `hold` exists
+    hold = tmp_path / "hold"
+    hold.touch()
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(TESTS_DIR)]), toy_plugins.HOLD_ENV: str(hold)}
     path = sweep_file(tmp_path, 'budgets = ["smoke"]\nbaseline = false\ndevice = "cpu"\n'
                                 '[[runs]]\nplugin = "sleepytoy"\ndatasets = ["digits"]\n')
     out = tmp_path / "out"
@@ -95,6 +98,7 @@ def test_a_cancelled_job_is_reported_leaves_no_record_and_the_rerun_completes_it
     assert f"SLURM job {running['job_id']} ended CANCELLED" in status, status
     assert f"*** JOB {running['job_id']} ON" in status and "CANCELLED AT" in status  # the job's stderr tail
     assert not records(out)  # no partial record
+    hold.unlink()  # the rerun's steps need not sleep
     rerun = evalgen(cluster, "sweep", str(path), "--out", str(out), "--executor", "slurm", env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert "submitted 1 run(s)" in rerun.stderr

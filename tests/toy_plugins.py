@@ -5,6 +5,7 @@ They are registered through real entry points by the ``install_plugin`` fixture.
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -21,6 +22,10 @@ class ToyModel(nn.Module):
         self.shape = tuple(shape)
         self.levels = levels
         self.logits = nn.Parameter(torch.zeros(int(torch.tensor(shape).prod()), levels or 2))
+
+
+#: A file's path: while it exists the sleeping toy families sleep in each step, after it is gone they do not.
+HOLD_ENV = "EVALGEN_TEST_SLEEP_WHILE"
 
 
 class ToyFamily:
@@ -56,7 +61,8 @@ class ToyFamily:
 
     @hookimpl
     def evalgen_train_step(self, model, batch, state):
-        if self.sleep:
+        hold = os.environ.get(HOLD_ENV)
+        if self.sleep and (hold is None or os.path.exists(hold)):
             time.sleep(self.sleep)
         self.steps_seen += 1
         optimizer = state.optimizers["model"]
@@ -98,7 +104,8 @@ bad_sample = ToyFamily("badsample", sample_shape_bug=True)
 nan_log_prob = ToyFamily("nanlogprob", nan_log_prob=True)
 nan_loss = ToyFamily("nanloss", nan_loss_at=7)
 slow = ToyFamily("slowtoy", sleep=0.05)
-#: 100 smoke steps take about 20 s: long enough to be seen running (--status) and cancelled
+#: 100 smoke steps take about 20 s: long enough to be seen running (--status) and cancelled; with
+#: ``HOLD_ENV`` set, its steps sleep only while that file exists (a rerun need not wait)
 sleepy = ToyFamily("sleepytoy", sleep=0.2)
 
 
