@@ -177,7 +177,7 @@ def _run(out, *extra):
 
 def test_same_command_same_record_on_an_idle_and_a_loaded_machine(tmp_path):
     idle = _run(tmp_path / "idle")
-    burners = [multiprocessing.Process(target=_burn, args=(120,)) for _ in range(2 * multiprocessing.cpu_count())]
+    burners = [multiprocessing.Process(target=_burn, args=(120,)) for _ in range(multiprocessing.cpu_count())]
     for burner in burners:
         burner.start()
     try:

@@ -284,6 +284,28 @@ def test_inception_from_local_weights_on_cpu(tmp_path, monkeypatch):
     assert same.precision == same.recall == 1.0
 
 
+def test_kid_on_subsets_matches_torch_fidelity_and_a_float64_reference():
+    """References: torch-fidelity 0.4's own KID (float32, the same subsets drawn from the same seed)
+    and, per subset, `reference_metrics.unbiased_mmd2_poly` in float64 on those subsets."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    from evalgen.metrics.kid import kernel_inception_distance, subset_indices
+
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(700, 24)), rng.normal(0.2, 1.1, size=(500, 24))
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    mean, std = kernel_inception_distance(x32, y32, subsets=20, subset_size=300, seed=2020)
+    theirs = kid_features_to_metric(torch.from_numpy(x32), torch.from_numpy(y32), kid_subsets=20,
+                                    kid_subset_size=300, kid_kernel="poly", kid_kernel_poly_degree=3,
+                                    kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1, rng_seed=2020,
+                                    verbose=False)
+    assert mean == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4)
+    assert std == pytest.approx(theirs["kernel_inception_distance_std"], rel=1e-3)
+    expected = [unbiased_mmd2_poly(x32[i].astype(np.float64), y32[j].astype(np.float64))
+                for i, j in subset_indices(700, 500, 20, 300, 2020)]
+    assert mean == pytest.approx(np.mean(expected), rel=1e-12) and std == pytest.approx(np.std(expected), rel=1e-9)
+
+
 def test_kid_is_the_unbiased_polynomial_mmd_on_fixed_features():
     """Reference: `reference_metrics.unbiased_mmd2_poly` (Bińkowski et al. 2018). With as many
     generated as reference features, each of KID's subsets is the whole of both sets, so evalgen's

@@ -4,9 +4,10 @@
 become uint8 images (`to_uint8`, the same for the reference split), wrapped in a
 ``torch.utils.data.Dataset``; torch-fidelity's feature loop (``get_featuresdict_from_dataset``)
 runs the extractor over each input once, and its metric functions (``isc_featuresdict_to_metric``,
-``fid_featuresdict_to_statistics`` + ``fid_statistics_to_metric``, ``kid_featuresdict_to_metric``)
-compute IS, FID and KID with the settings ``calculate_metrics`` would use (`torch_fidelity_settings`:
-shuffled IS splits and KID subsets from ``rng_seed``), so the numbers are the ones it gives.
+``fid_featuresdict_to_statistics`` + ``fid_statistics_to_metric``) compute IS and FID with the
+settings ``calculate_metrics`` would use (`torch_fidelity_settings`: shuffled IS splits), so the
+numbers are the ones it gives. KID is torch-fidelity's estimator on the same subsets (drawn from
+``rng_seed``) computed in float64 by `evalgen.metrics.kid`.
 
 torch-fidelity's ``calculate_metrics`` is not used: with ``cache=True`` it unpickles its cache files
 with ``weights_only=False``, so a planted file there would run code during an evaluation. No file
@@ -55,13 +56,12 @@ import torch
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_featuresdict_to_metric
-from torch_fidelity.metric_kid import kid_featuresdict_to_metric
 from torch_fidelity.utils import get_featuresdict_from_dataset
 
 from evalgen.datasets.base import Dataset
 from evalgen.datasets.files import user_cache_dir
 from evalgen.errors import EvalgenError, unknown_name
-from evalgen.metrics import extractors, frechet
+from evalgen.metrics import extractors, frechet, kid
 from evalgen.metrics.cache import BadCacheEntry, cache_folder, read_array, remove_legacy_sample_features, write_array
 from evalgen.metrics.extractors import DOMAIN_EXTRACTORS, PREPROCESSING, ensure_extractor, to_uint8
 from evalgen.metrics.inception import INCEPTION_EXTRACTOR, INCEPTION_LAYERS, build_inception, resolve_inception_weights
@@ -307,11 +307,16 @@ def torch_fidelity_settings(num_generated: int, num_reference: int) -> dict:
 
 def _torch_fidelity_metrics(generated: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
                             layers: dict[str, str], settings: dict) -> dict[str, float]:
-    """IS of the generated features, FID and KID against the reference ones, as torch-fidelity computes them."""
+    """IS of the generated features and FID against the reference ones as torch-fidelity computes
+    them, KID by its estimator in float64 (`evalgen.metrics.kid`)."""
     metrics = dict(isc_featuresdict_to_metric(generated, layers["isc"], **settings))
     stats = [fid_featuresdict_to_statistics(f, layers["fid"]) for f in (generated, reference)]
     metrics.update(fid_statistics_to_metric(*stats, verbose=False))
-    metrics.update(kid_featuresdict_to_metric(generated, reference, layers["kid"], **settings))
+    mean, std = kid.kernel_inception_distance(
+        generated[layers["kid"]].numpy(), reference[layers["kid"]].numpy(), subsets=settings["kid_subsets"],
+        subset_size=settings["kid_subset_size"], seed=settings["rng_seed"],
+        degree=settings["kid_kernel_poly_degree"], coef0=settings["kid_kernel_poly_coef0"])
+    metrics.update(kernel_inception_distance_mean=mean, kernel_inception_distance_std=std)
     return metrics
 
 
