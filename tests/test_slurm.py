@@ -13,7 +13,7 @@ import time
 import pytest
 import toy_plugins
 from conftest import TESTS_DIR
-from test_sweep_local import SWEEP, records, sweep_file
+from test_sweep_local import records, sweep_file
 
 from evalgen.testing.local_slurm import missing_daemons, start_cluster
 from evalgen.testing.reproducibility import without_timings
@@ -41,15 +41,16 @@ def evalgen(cluster, *args: str, timeout: int = 300, env: dict | None = None) ->
 
 
 def test_a_sweep_as_a_job_array_gives_the_sequential_records(cluster, tmp_path):
-    path = sweep_file(tmp_path, SWEEP.replace("seeds = 1", "seeds = 2"))
+    path = sweep_file(tmp_path)  # two runs, one task each; one at a time: the second waits its turn
     sequential = evalgen(cluster, "sweep", str(path), "--out", str(tmp_path / "sequential"))
     assert sequential.returncode == 0, sequential.stderr
     on_slurm = evalgen(cluster, "sweep", str(path), "--out", str(tmp_path / "slurm"), "--executor", "slurm",
-                       "--array-parallelism", "2")
+                       "--array-parallelism", "1")
     assert on_slurm.returncode == 0, on_slurm.stderr + cluster.logs()
-    assert "submitted 4 run(s) as SLURM job array" in on_slurm.stderr
+    assert "submitted 2 run(s) as SLURM job array" in on_slurm.stderr
+    assert "1 running, 0 failed, 1 pending" in on_slurm.stderr and "2 running" not in on_slurm.stderr
     one, two = records(tmp_path / "sequential"), records(tmp_path / "slurm")
-    assert len(two) == 4 and one.keys() == two.keys()
+    assert len(two) == 2 and one.keys() == two.keys()
     for key in one:
         assert without_timings(one[key]) == without_timings(two[key]), key
         provenance = two[key]["provenance"]

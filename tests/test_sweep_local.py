@@ -22,7 +22,7 @@ from evalgen.testing.reproducibility import without_timings
 pytestmark = pytest.mark.slow
 
 #: Two of the cheapest smoke runs, of two families (no baseline row: the categorical baseline is
-#: one of the two); the SLURM tests run them with two seeds.
+#: one of the two); the SLURM tests run them as a job array.
 SWEEP = """
 budgets = ["smoke"]
 seeds = 1
