@@ -67,7 +67,7 @@ def test_mnist_classifier_accuracy(mnist_weights):
     assert mnist_weights.test_accuracy >= 0.99
 
 
-@pytest.mark.slow
+@pytest.mark.long  # 100 s of training under the suite's load: CI runs it after the suite (.ci/run)
 def test_fashion_mnist_classifier_accuracy(fashion_weights):
     print(f"fashion-mnist-classifier: test accuracy {fashion_weights.test_accuracy:.4f}, "
           f"trained in {fashion_weights.train_seconds:.1f} s")

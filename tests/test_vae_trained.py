@@ -48,7 +48,7 @@ def digits(tmp_path_factory):
 
 
 def test_bound_grows_with_k_on_a_trained_model(digits):
-    model = _train("vae", digits, steps=1500)
+    model = _train("vae", digits, steps=500)
     x = digits.test.x
     torch.manual_seed(0)
     with torch.no_grad():
@@ -70,7 +70,7 @@ def _conditional_accuracy(model, dataset, weights, per_class: int = 100) -> tupl
 
 
 def test_cvae_conditional_samples_have_the_requested_class_on_digits(digits, evalgen_cache):
-    model = _train("cvae", digits, steps=2000)
+    model = _train("cvae", digits, steps=1000)
     weights = ensure_extractor("digits-classifier", dataset=digits, cache_dir=evalgen_cache)
     accuracy, per_class = _conditional_accuracy(model, digits, weights)
     print(f"digits cvae: {accuracy:.3f} of class-conditional samples classified as asked; "
