@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from evalgen.metrics.columns import REFERENCE_ROW
+from evalgen.metrics.uncertainty import SeedInterval, seed_interval
 from evalgen.record_types import EXTERNAL_SAMPLES, Origin, RunRecord
 from evalgen.runspec import RunSpec
 from evalgen.storage import atomic_write_bytes
@@ -84,12 +85,8 @@ def records_frame(records: Iterable[RunRecord], columns: Sequence[TableColumn]) 
     return pd.DataFrame([_flatten(r, columns) for r in records])
 
 
-def _mean_std_n(values: pd.Series) -> tuple[float | None, float | None, int]:
-    clean = pd.to_numeric(values, errors="coerce").dropna()
-    if clean.empty:
-        return None, None, 0
-    std = float(clean.std(ddof=1)) if len(clean) > 1 else None
-    return float(clean.mean()), std, len(clean)
+def _over_seeds(values: pd.Series) -> SeedInterval:
+    return seed_interval(pd.to_numeric(values, errors="coerce").dropna().tolist())
 
 
 def _first(values: pd.Series) -> Any:
@@ -110,9 +107,10 @@ def _cut_short(group: pd.DataFrame) -> str:
 
 
 def summary_frame(frame: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.DataFrame:
-    """Seeds aggregated per (dataset, budget, plugin, model, variant): the mean, std and n of
-    every column's number (``<name>_mean``, ``_std``, ``_n``), its first label (``_label``), the
-    mean of its total (``_of``) and the data's own number (``_ref``)."""
+    """Seeds aggregated per (dataset, budget, plugin, model, variant): the mean, std, n and 95 %
+    Student-t interval of the mean of every column's number (``<name>_mean``, ``_std``, ``_n``,
+    ``_ci_low``, ``_ci_high``; std and interval empty for one seed), its first label
+    (``_label``), the mean of its total (``_of``) and the data's own number (``_ref``)."""
     rows = []
     for keys, group in frame.groupby(GROUP_COLUMNS, sort=False):
         row: dict[str, Any] = dict(zip(GROUP_COLUMNS, keys))
@@ -123,9 +121,11 @@ def summary_frame(frame: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.Dat
                    origin=group["origin"].iloc[0])
         for column in columns:
             name = column.name
-            row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"] = _mean_std_n(group[name])
+            seeds = _over_seeds(group[name])
+            row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"] = seeds.mean, seeds.std, seeds.n
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = seeds.low, seeds.high
             row[f"{name}_label"] = _first(group[f"{name}_label"])
-            row[f"{name}_of"] = _mean_std_n(group[f"{name}_of"])[0]
+            row[f"{name}_of"] = _over_seeds(group[f"{name}_of"]).mean
             row[f"{name}_ref"] = _first(group[f"{name}_ref"])
         rows.append(row)
     return pd.DataFrame(rows)

@@ -1,16 +1,23 @@
 """How boards rank rows, on hand-made records with known numbers: the reference is the
-definition in `evalgen.leaderboard.board` (1 = best in the column's direction, ties share the
-lowest rank, '#' follows the headline metric), checked number by number."""
+definition in `evalgen.leaderboard.board` (1 + the rows significantly better in the column's
+direction; single-seed rows by value, so equal values share the lowest rank; '#' follows the
+headline metric), checked number by number."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import math
 from pathlib import Path
 
+import numpy as np
+import pytest
+import scipy.stats
+
 from evalgen.leaderboard.board import build_boards
 from evalgen.leaderboard.collect import Found
-from evalgen.leaderboard.formats import rank_note
+from evalgen.leaderboard.formats import leaderboard_csv, rank_note
 from evalgen.records import read_record
 from evalgen.runspec import RunSpec
 from evalgen.table_columns import builtin_columns
@@ -20,9 +27,9 @@ BASE_RECORD = Path(__file__).resolve().parents[1] / (
     "leaderboards/cpu-quick/runs/digits/records/baselines--categorical--digits--quick--seed0.json")
 
 
-def _found(model: str, nats: float | None, fid: float | None, inception: float | None) -> Found:
+def _found(model: str, nats: float | None, fid: float | None, inception: float | None, seed: int = 0) -> Found:
     base = read_record(BASE_RECORD)
-    spec = RunSpec("p", model, "digits", "quick", 0)
+    spec = RunSpec("p", model, "digits", "quick", seed)
     metrics = {"sampling": base.metrics["sampling"]}
     if nats is not None:
         metrics["test_nll"] = {"nats": nats, "bits_per_dim": nats / (64 * math.log(2)), "kind": "exact"}
@@ -62,3 +69,20 @@ def test_a_missing_number_is_an_empty_cell():
     assert format_cell(None, None, 0, 3) == "" and format_cell(float("nan"), None, 0, 3) == ""
     assert format_cell(1.23456, None, 1, 2) == "1.23"
     assert format_cell(1.23456, 0.01, 3, 2) == "1.23 ± 0.01 (n=3)"
+
+
+def test_with_seeds_rows_the_noise_cannot_order_tie_and_far_apart_ones_are_ordered():
+    """Three seeds per row: 'a' and 'b' have equal means (tied), 'c' is far above both (ordered
+    after them, 1 + two rows significantly better); the CSV's seed interval is scipy's t interval."""
+    nats = {"a": [90.1, 89.9, 90.0], "b": [90.3, 89.7, 90.0], "c": [99.0, 99.2, 98.8]}
+    found = [_found(model, value, None, None, seed) for model, values in nats.items()
+             for seed, value in enumerate(values)]
+    (board,) = build_boards(found, builtin_columns())
+    assert _ranks(board, "nll_nats") == {"a": 1, "b": 1, "c": 3}
+    assert sorted(row.rank for row in board.rows) == [1, 1, 3]
+    rows = list(csv.DictReader(io.StringIO(leaderboard_csv([board], builtin_columns()))))
+    for row in rows:
+        values = nats[row["model"]]
+        low, high = scipy.stats.t.interval(0.95, 2, loc=np.mean(values), scale=scipy.stats.sem(values))
+        assert float(row["nll_nats_ci_low"]) == pytest.approx(low, rel=1e-12)
+        assert float(row["nll_nats_ci_high"]) == pytest.approx(high, rel=1e-12)

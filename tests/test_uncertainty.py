@@ -12,6 +12,7 @@ import scipy.stats
 
 from evalgen.metrics.fidelity import frechet_distance
 from evalgen.metrics.uncertainty import (
+    _welch_p,
     auroc_interval,
     extrapolate_to_infinity,
     holm_reject,
@@ -99,5 +100,15 @@ def test_ranks_tie_what_the_noise_cannot_order():
     apart = {"worst": [3.0, 3.1, 2.9], "best": [1.0, 1.1, 0.9], "middle": [2.0, 2.1, 1.9]}
     assert significance_ranks(apart, higher_is_better=False) == {"worst": 3, "best": 1, "middle": 2}
     assert significance_ranks(apart, higher_is_better=True) == {"worst": 1, "best": 3, "middle": 2}
-    one_seed = {**apart, "single": [0.5]}  # one value: never significantly different from anything
-    assert significance_ranks(one_seed, higher_is_better=False)["single"] == 1
+    one_seed = {**apart, "single": [1.5]}  # one value: no test; ordered by value against every row
+    assert significance_ranks(one_seed, higher_is_better=False) == {"worst": 4, "best": 1, "middle": 3, "single": 2}
+    no_spread = {"a": [1.0, 1.0], "b": [1.0, 1.0], "c": [2.0, 2.0]}  # zero std: equal ties, unequal differ
+    assert significance_ranks(no_spread, higher_is_better=True) == {"a": 2, "b": 2, "c": 1}
+
+
+def test_ranks_from_stats_are_welchs_test_on_the_seeds():
+    """Reference: scipy's Welch test on the raw seeds; the rank rule's p-value is the same one."""
+    a, b = [2.158, 2.162, 2.154], [2.150, 2.149, 2.151]
+    raw = scipy.stats.ttest_ind(a, b, equal_var=False)
+    stats = [(np.mean(v), np.std(v, ddof=1), len(v)) for v in (a, b)]
+    assert _welch_p(*stats) == (pytest.approx(raw.statistic, rel=1e-12), pytest.approx(raw.pvalue, rel=1e-9))

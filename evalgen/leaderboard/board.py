@@ -2,10 +2,13 @@
 
 Cells read 'mean ± std (n=seeds)'. NLL cells carry the likelihood kind: unmarked is exact, '≤'
 an upper bound on the NLL (from a lower bound on log p), '≈' an estimate. Every metric with a
-direction (↓ lower is better, ↑ higher is better) ranks the rows that have it (1 = best, ties
-share a rank); the overall rank '#' is the rank of the board's headline metric: test NLL in
-bits/dim (nats where bits/dim is undefined) when any row has a likelihood, else FID. Bounds are
-ranked by their value, so a bounded model's rank is pessimistic. Rows are ordered by '#', then by
+direction (↓ lower is better, ↑ higher is better) ranks the rows that have it: a row's rank is
+1 + the number of rows significantly better than it (Welch's t-test over seeds, Holm-corrected
+over the column's pairs at 5 %), so rows the noise cannot order share a rank; a pair with a
+single-seed row cannot be tested and is ordered by value. The overall rank '#' is the rank of
+the board's headline metric: test NLL in bits/dim (nats where bits/dim is undefined) when any
+row has a likelihood, else FID. Bounds are ranked by their value, so a bounded model's rank is
+pessimistic (its true NLL is lower still); estimates by theirs. Rows are ordered by '#', then by
 FID rank, then by name; rows without the headline metric (implicit models, diverged runs) come
 after those with it.
 """
@@ -21,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from evalgen.leaderboard.collect import Found
+from evalgen.metrics.uncertainty import ranks_from_stats
 from evalgen.planning import BASELINE_FAMILY
 from evalgen.record_types import EXTERNAL_SAMPLES, REEVALUATED, RunRecord
 from evalgen.runspec import RunSpec
@@ -180,12 +184,21 @@ def _status(found: list[Found]) -> str:
     return "; ".join(parts) or "ok"
 
 
+def _seed_stats(summary: pd.DataFrame, name: str) -> list[tuple[float | None, float | None, int]]:
+    """Each row's (mean, std, n) of column ``name`` over seeds; None where missing."""
+    def number(value: Any) -> float | None:
+        value = pd.to_numeric(value, errors="coerce")
+        return None if pd.isna(value) else float(value)
+
+    return [(number(row[f"{name}_mean"]), number(row[f"{name}_std"]), int(row[f"{name}_n"] or 0))
+            for _, row in summary.iterrows()]
+
+
 def _ranks(summary: pd.DataFrame, column: TableColumn) -> list[int | None]:
-    means = pd.to_numeric(summary[f"{column.name}_mean"], errors="coerce")
+    """1 + the rows significantly better (`evalgen.metrics.uncertainty.ranks_from_stats`)."""
     if column.better is None:
-        return [None] * len(means)
-    ranks = means.rank(method="min", ascending=column.better == "lower")
-    return [None if pd.isna(r) else int(r) for r in ranks]
+        return [None] * len(summary)
+    return ranks_from_stats(_seed_stats(summary, column.name), higher_is_better=column.better == "higher")
 
 
 def _number_column(summary: pd.DataFrame, column: TableColumn) -> tuple[Column, list[Cell]] | None:

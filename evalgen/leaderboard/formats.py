@@ -33,7 +33,10 @@ def legend() -> list[str]:
         "Cells: mean ± standard deviation over seeds (n = seeds with that number); a single seed shows its value.",
         ("Test NLL: unmarked = exact, ≤ = upper bound (from a lower bound on log p), ≈ = estimate, "
          "n/a = implicit model (no likelihood)."),
-        "↓ lower is better, ↑ higher is better; a superscript is the rank in that column (1 = best, ties share).",
+        ("↓ lower is better, ↑ higher is better; a superscript is the rank in that column: 1 + the number of rows "
+         "significantly better (Welch's t-test over seeds, Holm-corrected over the column's pairs at 5 %), so "
+         "rows the noise cannot order share a rank; a pair with a one-seed row is not tested and is ordered by "
+         "value. A ≤ NLL is ranked by its bound (pessimistic: the model's NLL is lower still), ≈ by its estimate."),
         "[...]: what a number was measured with (feature extractor; outlier score vs out-of-distribution set).",
         "status lists diverged seeds: they have no metrics, so n counts only the seeds that finished.",
         ("Rows are trained by evalgen under the board's budget, except: [evaluated again: ...] = a trained run's "
@@ -125,6 +128,8 @@ def _csv_value(value: Any) -> str:
     return csv_text(str(value))  # text from records: never a spreadsheet formula
 
 
+#: The seed aggregate of each number in the CSV: mean, std, n and the mean's 95 % t interval.
+SEED_PARTS = ("mean", "std", "n", "ci_low", "ci_high")
 CSV_HEAD = ("dataset", "budget", "rank", "plugin", "model", "variant", "likelihood", "likelihood_kind", "status",
             "seeds", "parameters")
 
@@ -134,7 +139,7 @@ def _csv_row(board: Board, row: Any, numbers: Sequence[TableColumn]) -> list[Any
     values = [board.dataset, board.budget, row.rank, row.plugin, row.model, row.variant, row.likelihood,
               row.likelihood_kind.value, row.status, " ".join(map(str, row.seeds)), row.summary["parameters"]]
     for column in numbers:
-        values += [row.summary[f"{column.name}_{part}"] for part in ("mean", "std", "n")]
+        values += [row.summary[f"{column.name}_{part}"] for part in SEED_PARTS]
         values.append(ranks.get(column.name))
         if column.spec.label or column.spec.describe:
             values.append(row.summary[f"{column.name}_label"])
@@ -143,12 +148,13 @@ def _csv_row(board: Board, row: Any, numbers: Sequence[TableColumn]) -> list[Any
 
 def leaderboard_csv(boards: list[Board], columns: Sequence[TableColumn]) -> str:
     """Every row of every board, numbers unrounded; empty = not measured. ``columns``: the
-    metrics' (`evalgen.table_columns.metric_columns`), each with its mean, std, n, rank (and
-    label, when it has one), then the cost columns."""
+    metrics' (`evalgen.table_columns.metric_columns`), each with its mean, std, n, the 95 %
+    Student-t interval of the mean over seeds (empty for one seed), rank (and label, when it has
+    one), then the cost columns."""
     numbers = (*columns, *COST)
     header = [*CSV_HEAD]
     for column in numbers:
-        header += [f"{column.name}_{part}" for part in ("mean", "std", "n", "rank")]
+        header += [f"{column.name}_{part}" for part in (*SEED_PARTS, "rank")]
         if column.spec.label or column.spec.describe:
             header.append(f"{column.name}_label")
     buffer = io.StringIO()

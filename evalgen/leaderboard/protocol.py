@@ -117,6 +117,17 @@ def _origins(found: list[Found]) -> str:
             + markdown_table(["record", "origin", "made from"], rows, [False, False, False]))
 
 
+RANKING_PROTOCOL = (
+    "Each number is the mean over a row's seeds, with its sample standard deviation and n; "
+    "`leaderboard.csv` adds the 95 % confidence interval of the mean (Student's t with n - 1 degrees "
+    "of freedom, `scipy.stats.t`; empty for one seed). A row's rank in a column is 1 + the number of "
+    "rows significantly better: Welch's unequal-variance t-test on each pair's seeds "
+    "(`scipy.stats.ttest_ind_from_stats`), Holm's step-down correction over the column's tested pairs, "
+    "family-wise level 5 %. Rows the noise cannot order share a rank. A pair with a one-seed row has "
+    "no spread to test and is ordered by value. An NLL bound (≤) is ranked by the bound, which is "
+    "pessimistic for that model; an estimate (≈) by the estimate.")
+
+
 def protocol_markdown(found: list[Found], boards: list[Board], runs_relative: str) -> str:
     """The protocol of the leaderboard built from ``found``; ``runs_relative``: the runs folder
     as seen from the output folder, for the command that regenerates it."""
@@ -130,6 +141,7 @@ def protocol_markdown(found: list[Found], boards: list[Board], runs_relative: st
         "## Budgets", ("Training stops at the first limit reached: counted training FLOPs (`max_flops`), steps "
                        "or examples; the clock cap is a safety net, and a run it stopped is not ranked. Evaluation "
                        f"is not charged to the budget. FLOPs: {FLOP_CONVENTION}."), _budgets(found),
+        "## Ranks and intervals", RANKING_PROTOCOL,
         "## Hardware", _hardware(found),
         "## Versions", _versions(found),
         "## Records not trained here", _origins(found),

@@ -7,9 +7,10 @@
   standard error; the points of the fit are kept.
 * `auroc_interval`: a seeded percentile bootstrap of the AUROC (``scipy.stats.bootstrap``,
   in-distribution and outlier scores resampled independently).
-* `significance_ranks`: a model's rank is 1 + the number of models significantly better than it
-  (Welch's t-test per pair, Holm's correction over all pairs of the column at level ``alpha``),
-  so models the noise cannot order share a rank.
+* `ranks_from_stats` / `significance_ranks`: a model's rank is 1 + the number of models
+  significantly better than it (Welch's t-test per pair of rows with two or more seeds, Holm's
+  correction over the column's tested pairs at level ``alpha``), so models the noise cannot
+  order share a rank; a single-seed row cannot be tested and is ordered by its value.
 
 Every function is tested against an independent reference (closed forms, scipy, simulation).
 """
@@ -24,7 +25,7 @@ import numpy as np
 import scipy.stats
 
 __all__ = ["Extrapolation", "SeedInterval", "auroc_interval", "extrapolate_to_infinity", "holm_reject",
-           "seed_interval", "significance_ranks"]
+           "ranks_from_stats", "seed_interval", "significance_ranks"]
 
 #: The confidence level of every interval evalgen prints, and the test level of its ranks.
 CONFIDENCE = 0.95
@@ -114,25 +115,43 @@ def holm_reject(p_values: Sequence[float], alpha: float = ALPHA) -> list[bool]:
     return reject
 
 
-def significance_ranks(samples: Mapping[str, Sequence[float]], *, higher_is_better: bool,
-                       alpha: float = ALPHA) -> dict[str, int]:
-    """Rank = 1 + the number of models significantly better (Welch's t-test on each pair's seeds,
-    Holm-corrected over the column's pairs). A model with fewer than two values is never
-    significantly different: its rank counts the others' that are."""
-    names = list(samples)
-    values = {name: np.asarray([v for v in samples[name] if v is not None and math.isfinite(v)])
-              for name in names}
-    pairs, p_values = [], []
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            if min(len(values[a]), len(values[b])) < 2:
-                continue
-            test = scipy.stats.ttest_ind(values[a], values[b], equal_var=False)
-            pairs.append((a, b, float(test.statistic)))
-            p_values.append(float(test.pvalue) if math.isfinite(test.pvalue) else 1.0)
-    better = {name: 0 for name in names}
-    for (a, b, statistic), rejected in zip(pairs, holm_reject(p_values, alpha)):
+def _welch_p(a: tuple[float, float, int], b: tuple[float, float, int]) -> tuple[float, float]:
+    """(t, two-sided p) of Welch's test from (mean, std, n) of each; zero spread on both sides is
+    a sure difference when the means differ and none when they are equal."""
+    (m1, s1, n1), (m2, s2, n2) = a, b
+    if s1 == 0 and s2 == 0:
+        return (m1 - m2, 0.0 if m1 != m2 else 1.0)
+    test = scipy.stats.ttest_ind_from_stats(m1, s1, n1, m2, s2, n2, equal_var=False)
+    return float(test.statistic), float(test.pvalue) if math.isfinite(test.pvalue) else 1.0
+
+
+def ranks_from_stats(stats: Sequence[tuple[float | None, float | None, int]], *, higher_is_better: bool,
+                     alpha: float = ALPHA) -> list[int | None]:
+    """Rank = 1 + the number of rows significantly better, from each row's (mean, std, n) over
+    seeds. Pairs where both rows have two or more seeds are tested (Welch, Holm-corrected over the
+    tested pairs at ``alpha``); a pair with a single-seed row cannot be tested and is ordered by
+    value. Rows without a mean get None."""
+    present = [i for i, (mean, _, _) in enumerate(stats) if mean is not None and math.isfinite(mean)]
+    tested, p_values, better = [], [], {i: 0 for i in present}  # row -> rows significantly better
+    for k, i in enumerate(present):
+        for j in present[k + 1:]:
+            (mi, si, ni), (mj, sj, nj) = stats[i], stats[j]
+            if ni >= 2 and nj >= 2 and si is not None and sj is not None:
+                statistic, p = _welch_p((mi, si, ni), (mj, sj, nj))
+                tested.append((i, j, statistic))
+                p_values.append(p)
+            elif mi != mj:
+                better[j if (mi > mj) == higher_is_better else i] += 1
+    for (i, j, statistic), rejected in zip(tested, holm_reject(p_values, alpha)):
         if rejected:
-            a_better = (statistic > 0) == higher_is_better
-            better[b if a_better else a] += 1
-    return {name: 1 + better[name] for name in names}
+            better[j if (statistic > 0) == higher_is_better else i] += 1
+    return [1 + better[i] if i in better else None for i in range(len(stats))]
+
+
+def significance_ranks(samples: Mapping[str, Sequence[float]], *, higher_is_better: bool,
+                       alpha: float = ALPHA) -> dict[str, int | None]:
+    """`ranks_from_stats` of each model's seeds (NaN and None ignored)."""
+    names = list(samples)
+    intervals = [seed_interval(samples[name]) for name in names]
+    stats = [(iv.mean, iv.std, iv.n) for iv in intervals]
+    return dict(zip(names, ranks_from_stats(stats, higher_is_better=higher_is_better, alpha=alpha)))
