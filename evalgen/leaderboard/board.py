@@ -190,7 +190,7 @@ def _seed_stats(summary: pd.DataFrame, name: str) -> list[tuple[float | None, fl
         value = pd.to_numeric(value, errors="coerce")
         return None if pd.isna(value) else float(value)
 
-    return [(number(row[f"{name}_mean"]), number(row[f"{name}_std"]), int(row[f"{name}_n"] or 0))
+    return [(number(row[f"{name}_mean"]), number(row[f"{name}_std"]), int(number(row[f"{name}_n"]) or 0))
             for _, row in summary.iterrows()]
 
 
