@@ -23,23 +23,25 @@ GIGA, TERA, PETA = 10**9, 10**12, 10**15
 PRESETS: tuple[Budget, ...] = (
     Budget("smoke", "100 steps or 100 GFLOP, seconds per model: for tests", max_flops=100 * GIGA, max_steps=100,
            max_examples=None, clock_cap_seconds=600, batch_size=64, eval_every=50, patience=5, num_samples=256,
-           importance_samples=10, valid_importance_samples=1, outlier_examples=256),
+           importance_samples=10, valid_importance_samples=1, outlier_examples=256, sample_draws=2,
+           dequantization_samples=2),
     Budget("quick", "1 TFLOP per model: about a minute each on 2 CPU cores (the default)", max_flops=TERA,
            max_steps=20_000, max_examples=None, clock_cap_seconds=1_800, batch_size=128, eval_every=100,
            patience=8, num_samples=2_000, importance_samples=100, valid_importance_samples=5,
-           outlier_examples=2_000),
+           outlier_examples=2_000, sample_draws=5, dequantization_samples=10),
     Budget("standard", "1 PFLOP per model: about 10 GPU-minutes", max_flops=PETA, max_steps=200_000,
            max_examples=None, clock_cap_seconds=7_200, batch_size=256, eval_every=500, patience=20,
            num_samples=10_000, target="gpu", importance_samples=5_000, valid_importance_samples=50,
-           outlier_examples=10_000),
+           outlier_examples=10_000, sample_draws=5, dequantization_samples=100),
     Budget("full", "6 PFLOP per model: about one GPU-hour", max_flops=6 * PETA, max_steps=2_000_000,
            max_examples=None, clock_cap_seconds=28_800, batch_size=256, eval_every=1_000, patience=40,
            num_samples=50_000, target="gpu", importance_samples=5_000, valid_importance_samples=100,
-           outlier_examples=10_000),
+           outlier_examples=10_000, sample_draws=5, dequantization_samples=100),
     # Pretrained models: no step is taken; evaluated as at quick (samples, K, outlier sets).
     Budget("none", "no training: a pretrained model, evaluated as at quick", max_flops=0, max_steps=0,
            max_examples=None, clock_cap_seconds=1_800, batch_size=128, eval_every=100, patience=8,
-           num_samples=2_000, importance_samples=100, valid_importance_samples=5, outlier_examples=2_000),
+           num_samples=2_000, importance_samples=100, valid_importance_samples=5, outlier_examples=2_000,
+           sample_draws=5, dequantization_samples=10),
 )
 
 

@@ -63,6 +63,12 @@ class Budget:
             (fixed, so that every AUROC has the same bounded standard error, see
             `evalgen.metrics.outliers`); 0 on the budgets of records of schema 1 and 2, which
             scored the whole test set.
+        sample_draws: R, the independent draws of ``num_samples`` samples (different sample
+            seeds, the same model) whose spread is the evaluation noise of every sample-based
+            metric (`evalgen.metrics.fidelity.repeated_draws`); 1 on records older than it.
+        dequantization_samples: K, the noise draws u_k per test example of a density on
+            dequantized data: its test NLL is the importance-weighted dequantization bound
+            -log (1/K) sum_k p((x + u_k) / L) + D log L (`evalgen.metrics.nll`); 1 on older records.
     """
 
     name: str
@@ -79,6 +85,8 @@ class Budget:
     importance_samples: int = 1
     valid_importance_samples: int = 1
     outlier_examples: int = 2_000
+    sample_draws: int = 1
+    dequantization_samples: int = 1
     #: set only on the budget of a record of schema 1 or 2 (read by `evalgen.records.upgrade`):
     #: "seconds-bound (schema 1)", a budget of wall-clock seconds, comparable with nothing else
     legacy: str | None = None

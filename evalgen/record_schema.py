@@ -86,7 +86,9 @@ def _budget(version: int) -> dict[str, Any]:
     if version < 3:
         return _object({**properties, "max_seconds": _SECONDS})
     properties.update(max_flops=_optional(_COUNT), clock_cap_seconds=_SECONDS, outlier_examples=_COUNT)
-    return _object({**properties, "legacy": _optional(_STRING)}, required=sorted(properties))
+    positive = {"type": "integer", "minimum": 1}
+    later = {"legacy": _optional(_STRING), "sample_draws": positive, "dequantization_samples": positive}
+    return _object({**properties, **later}, required=sorted(properties))
 
 
 def _history_row(version: int) -> dict[str, Any]:

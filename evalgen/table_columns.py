@@ -56,6 +56,11 @@ class TableColumn:
             return None, None, None
         return self.spec.number(section), self.spec.label_text(section), self.spec.total(section)
 
+    def run_interval(self, record: RunRecord) -> tuple[float, float, float, int] | None:
+        """(low, high, standard error, n) of the record's per-run interval (`MetricColumn.interval_of`)."""
+        section = self.section(record)
+        return None if section is None else self.spec.interval_of(section)
+
     def reference(self, record: RunRecord) -> float | None:
         """The data's own number for this column, where the record carries one."""
         section = self.section(record)

@@ -23,9 +23,9 @@ from evalgen.table_columns import COST_COLUMNS, STEPS, TRAIN_FLOPS, TRAIN_SECOND
 from evalgen.terminal import fit_to_width
 from evalgen.types import LikelihoodKind
 
-__all__ = ["CUT_SHORT", "GROUP_COLUMNS", "NLL_MARKERS", "NOT_AVAILABLE", "PARAMETERS_NONE", "SAMPLES_ONLY_NLL", "Cells",
-           "column_cells", "comparison", "display_frame", "format_cell", "model_label", "records_frame",
-           "summary_frame", "variant_label", "write_tables"]
+__all__ = ["CUT_SHORT", "GROUP_COLUMNS", "MISSING", "NLL_MARKERS", "NOT_AVAILABLE", "PARAMETERS_NONE",
+           "RUN_PARTS", "SAMPLES_ONLY_NLL", "Cells", "column_cells", "comparison", "display_frame", "format_cell",
+           "model_label", "records_frame", "summary_frame", "variant_label", "write_tables"]
 
 #: A row of a table: seeds of the same (dataset, budget, plugin, model, variant) are aggregated.
 GROUP_COLUMNS = ["dataset", "budget", "plugin", "model", "variant"]
@@ -37,6 +37,11 @@ SAMPLES_ONLY_NLL = "n/a (samples only)"
 PARAMETERS_NONE = "—"
 #: The cells of a row whose every seed the clock cap stopped before its budget.
 CUT_SHORT = "cut short by the clock"
+#: The cell of a number a row's metric section lacks (an older record: FID∞ before it existed).
+MISSING = "—"
+#: The per-run interval's parts in a frame (``<name>_run_low``, ...): its bounds, the standard
+#: error and the n that Welch's test takes for it (`evalgen.metrics.columns.MetricColumn.interval_of`).
+RUN_PARTS = ("low", "high", "se", "n")
 #: What an NLL cell is prefixed with, per likelihood kind: an NLL from a lower bound on log p is
 #: an upper bound on the NLL.
 NLL_MARKERS = {LikelihoodKind.EXACT: "", LikelihoodKind.LOWER_BOUND: "≤ ", LikelihoodKind.ESTIMATE: "≈ ",
@@ -75,6 +80,9 @@ def _flatten(record: RunRecord, columns: Sequence[TableColumn]) -> dict[str, Any
     for column in columns:
         row[column.name], row[f"{column.name}_label"], row[f"{column.name}_of"] = column.read(record)
         row[f"{column.name}_ref"] = column.reference(record)
+        interval = column.run_interval(record) if row[column.name] is not None else None
+        for part, number in zip(RUN_PARTS, interval or (None,) * len(RUN_PARTS)):
+            row[f"{column.name}_run_{part}"] = number
         if record.training.cut_short and column not in COST_COLUMNS:  # not comparable: never averaged or ranked
             row[column.name] = row[f"{column.name}_of"] = None
     return row
@@ -110,7 +118,9 @@ def summary_frame(frame: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.Dat
     """Seeds aggregated per (dataset, budget, plugin, model, variant): the mean, std, n and 95 %
     Student-t interval of the mean of every column's number (``<name>_mean``, ``_std``, ``_n``,
     ``_ci_low``, ``_ci_high``; std and interval empty for one seed), its first label
-    (``_label``), the mean of its total (``_of``) and the data's own number (``_ref``)."""
+    (``_label``), the mean of its total (``_of``), the data's own number (``_ref``) and, for a
+    row of one seed, that run's own interval where its record has one (``_run_low``,
+    ``_run_high``, ``_run_se``, ``_run_n``; empty otherwise: never made up)."""
     rows = []
     for keys, group in frame.groupby(GROUP_COLUMNS, sort=False):
         row: dict[str, Any] = dict(zip(GROUP_COLUMNS, keys))
@@ -127,8 +137,24 @@ def summary_frame(frame: pd.DataFrame, columns: Sequence[TableColumn]) -> pd.Dat
             row[f"{name}_label"] = _first(group[f"{name}_label"])
             row[f"{name}_of"] = _over_seeds(group[f"{name}_of"]).mean
             row[f"{name}_ref"] = _first(group[f"{name}_ref"])
+            row.update(_run_interval(group, name) if seeds.n == 1 else dict.fromkeys(_run_names(name)))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _run_names(name: str) -> list[str]:
+    return [f"{name}_run_{part}" for part in RUN_PARTS]
+
+
+def _run_interval(group: pd.DataFrame, name: str) -> dict[str, Any]:
+    """The per-run interval of a row's one seed with the number (empty where it has none)."""
+    has = group[pd.to_numeric(group[name], errors="coerce").notna()]
+    found = has.iloc[0] if len(has) == 1 else None
+    return {key: (None if found is None or pd.isna(found[key]) else found[key]) for key in _run_names(name)}
 
 
 def _parameters(value: Any) -> int | None:
@@ -167,13 +193,24 @@ def _number_text(row: pd.Series, column: TableColumn) -> str:
     if total is not None and not pd.isna(total):  # "7/8", or "7.7 ± 0.6 (n=3) /8" over seeds
         digits = 0 if n == 1 and float(mean).is_integer() else spec.digits
         return f"{format_cell(mean, std, n, digits)}{'' if n == 1 else ' '}/{total:.0f}"
-    return spec.prefix + format_cell(mean, std, n, spec.digits)
+    return spec.prefix + format_cell(mean, std, n, spec.digits) + _run_text(row, column)
+
+
+def _run_text(row: pd.Series, column: TableColumn) -> str:
+    """" [low, high]": the one seed's own 95 % interval, where its record has one."""
+    low, high = row.get(f"{column.name}_run_low"), row.get(f"{column.name}_run_high")
+    if row[f"{column.name}_n"] != 1 or low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    digits, scale = column.spec.digits, column.spec.scale
+    return f" [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
 
 
 def _cell_text(row: pd.Series, column: TableColumn) -> str:
     text = _number_text(row, column)
     if not text and row["all_cut_short"] and column not in COST_COLUMNS:
         return CUT_SHORT
+    if not text and _present(row[f"{column.name}_label"]):
+        return MISSING  # the metric ran (it labelled the row) but its record has no such number
     if not column.spec.likelihood:
         return text
     kind = LikelihoodKind(row["likelihood_kind"])

@@ -79,7 +79,8 @@ def test_default_run_is_on_binarized_digits_and_fills_nll_estimates_is_fid_and_a
     table = pd.read_csv(tmp_path / "table.csv").set_index("model")
     assert set(table.index) == {"categorical", "rbm", "rbm-pcd", "dbm"}  # fvbm: 64 dims > 20, left out
     assert table.loc["rbm", "likelihood"] == "estimate (AIS, T=500, M=20)"
-    assert table.loc["dbm", "likelihood"] == "lower bound (mean-field bound, log Z by AIS, T=500, M=20)"
+    assert table.loc["dbm", "likelihood"] == (
+        "estimate (estimate of a lower bound: mean-field ELBO, log Z by AIS, T=500, M=20)")
     shown = (tmp_path / "table.md").read_text()
     assert "≈ " in shown and "free energy F(v) / D" in shown
     records = [json.loads(path.read_text()) for path in (tmp_path / "records").glob("*.json")]
@@ -90,8 +91,10 @@ def test_default_run_is_on_binarized_digits_and_fills_nll_estimates_is_fid_and_a
         assert nll["bits_per_dim"] == pytest.approx(nll["nats"] / (64 * math.log(2)), rel=1e-12)
         assert nll["bits_per_dim"] < 0.9, model
         assert outliers["sets"]["uniform-noise"]["auroc"] > 0.9, model
-        columns = {"bits_per_dim_mean": nll["bits_per_dim"], "inception_score_mean": quality["inception_score_mean"],
-                   "fid_mean": quality["fid"], "auroc_mean": outliers["sets"][outliers["headline"]]["auroc"]}
+        drawn = quality["draws"]["metrics"]  # tables show the mean over the sample draws
+        columns = {"bits_per_dim_mean": nll["bits_per_dim"],
+                   "inception_score_mean": drawn["inception_score_mean"]["mean"],
+                   "fid_mean": drawn["fid"]["mean"], "auroc_mean": outliers["sets"][outliers["headline"]]["auroc"]}
         for column, value in columns.items():
             assert table.loc[model, column] == pytest.approx(value, rel=1e-6), (model, column)
 
@@ -101,6 +104,11 @@ def test_default_run_is_on_binarized_digits_and_fills_nll_estimates_is_fid_and_a
     dataset = load_dataset("binarized-digits")
     f_test = free_energy(state, dataset.test.x)
     assert rbm["test_nll"]["nats"] == pytest.approx(f_test.mean() + rbm["test_nll"]["details"]["log_z"], rel=1e-6)
+    # log Z-hat shifts every test example at once: its error joins the test set's, in quadrature
+    nll, log_z_se = rbm["test_nll"], rbm["test_nll"]["details"]["log_z_standard_error"]
+    assert nll["log_z_standard_error"] == log_z_se > 0
+    assert nll["nats_se_combined"] == pytest.approx(math.hypot(nll["nats_sem"], log_z_se), rel=1e-12)
+    assert nll["intervals"]["nats"]["standard_error"] == nll["nats_se_combined"]
     noise = synthetic_outliers(dataset.shape, 2, len(dataset.test), torch.Generator().manual_seed(OUTLIER_SEED),
                                kinds=("uniform-noise",))["uniform-noise"]
     labels = np.r_[np.zeros(len(f_test)), np.ones(len(noise))]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.spatial
+import scipy.stats
 import torch
 from reference_metrics import unbiased_mmd2_poly
 
@@ -76,6 +77,32 @@ def test_fid_matches_scipy_on_the_same_features(mnist, mnist_weights):
     assert (result.num_generated, result.num_reference, result.reference_split) == (2000, N_REF, "test")
     assert set(result.to_dict()) >= {"inception_score_mean", "inception_score_std", "fid", "kid_mean", "kid_std",
                                      "precision", "recall", "extractor_weights_sha256", "warnings"}
+
+
+def test_repeated_draws_and_fid_infinity_match_scipy_on_each_draw(mnist, mnist_weights):
+    """Three draws (disjoint slices of the training set): every draw's FID is scipy's on its own
+    features, the draws' interval is scipy's t interval of those, and FID∞ is scipy's line through
+    each draw's FIDs on its first n = N/5 ... N samples, averaged over draws."""
+    slices = [mnist.train.x[i * 1000:(i + 1) * 1000] for i in range(3)]
+    result = sample_quality(slices[0], mnist, num_reference=N_REF, more_draws=slices[1:], draw_seeds=(5, 6, 7))
+    f2 = extract_features(_independent_uint8(mnist.test.x[:N_REF], 256), mnist_weights)[EMBEDDING].numpy()
+    features = [extract_features(_independent_uint8(x, 256), mnist_weights)[EMBEDDING].numpy() for x in slices]
+    counts = (200, 400, 600, 800, 1000)
+    per_draw = [[_scipy_fid(f[:n], f2) for n in counts] for f in features]
+    fids = [d[-1] for d in per_draw]
+    drawn = result.draws["metrics"]["fid"]
+    assert result.draws["count"] == 3 and result.draws["seeds"] == [5, 6, 7]
+    assert drawn["values"] == pytest.approx(fids, rel=1e-6) and drawn["values"][0] == result.fid
+    low, high = scipy.stats.t.interval(0.95, 2, loc=np.mean(fids), scale=scipy.stats.sem(fids))
+    assert (drawn["interval"]["low"], drawn["interval"]["high"]) == pytest.approx((low, high), rel=1e-5)
+    intercepts = [scipy.stats.linregress(1 / np.array(counts), d).intercept for d in per_draw]
+    infinity = result.fid_infinity
+    assert infinity["counts"] == list(counts)
+    assert infinity["intercepts"] == pytest.approx(intercepts, rel=1e-4)
+    assert infinity["value"] == pytest.approx(np.mean(intercepts), rel=1e-4)
+    assert infinity["values"] == pytest.approx(np.mean(per_draw, axis=0), rel=1e-6)
+    print(f"FID over 3 draws of 1000: {drawn['mean']:.3f} [{low:.3f}, {high:.3f}]; FID∞ {infinity['value']:.3f}")
+    assert result.inception_score_infinity["value"] > 0 and set(result.spreads) == {"inception_score_std", "kid_std"}
 
 
 def test_precision_recall_compares_equal_numbers_and_matches_scipy(mnist, mnist_weights):

@@ -86,3 +86,32 @@ def test_with_seeds_rows_the_noise_cannot_order_tie_and_far_apart_ones_are_order
         low, high = scipy.stats.t.interval(0.95, 2, loc=np.mean(values), scale=scipy.stats.sem(values))
         assert float(row["nll_nats_ci_low"]) == pytest.approx(low, rel=1e-12)
         assert float(row["nll_nats_ci_high"]) == pytest.approx(high, rel=1e-12)
+
+
+def _with_fid_draws(found: Found, values: list[float]) -> Found:
+    """``found`` with R sample draws of FID, their interval as `draws_interval` states it."""
+    from evalgen.metrics.uncertainty import draws_interval
+
+    section = dict(found.record.metrics["sample_quality"])
+    section["draws"] = {"metrics": {"fid": {"mean": float(np.mean(values)), "values": values,
+                                            "interval": draws_interval(values, "R draws").to_dict()}}}
+    record = dataclasses.replace(found.record, metrics={**found.record.metrics, "sample_quality": section})
+    return dataclasses.replace(found, record=record)
+
+
+def test_single_seed_rows_are_tested_with_their_own_draws_interval():
+    """One seed each, five sample draws: 'a' and 'b' overlap (tied; by value alone 'a' would be
+    first), 'c' is far worse (ordered); the cell shows the draws' mean and scipy's t interval, and
+    a row whose record has no draws keeps its value, no interval, ordered by value."""
+    draws = {"a": [5.0, 5.4, 4.8, 5.2, 5.1], "b": [5.1, 5.5, 4.9, 5.3, 5.2], "c": [9.0, 9.2, 8.9, 9.1, 9.3]}
+    found = [_with_fid_draws(_found(model, None, values[0], 7.0), values) for model, values in draws.items()]
+    (board,) = build_boards([*found, _found("plain", None, 20.0, 7.0)], builtin_columns())
+    assert _ranks(board, "fid") == {"a": 1, "b": 1, "c": 3, "plain": 4}
+    index = [c.name for c in board.columns].index("fid")
+    cells = {row.model: row.cells[index].text for row in board.rows}
+    values = draws["a"]
+    low, high = scipy.stats.t.interval(0.95, 4, loc=np.mean(values), scale=scipy.stats.sem(values))
+    assert cells["a"].startswith(f"{np.mean(values):.2f} [{low:.2f}, {high:.2f}]")
+    assert cells["plain"].startswith("20.00") and "[" not in cells["plain"].split(" [digits")[0]
+    infinity = [c.name for c in board.columns].index("fid_infinity")
+    assert all(row.cells[infinity].text.startswith("—") for row in board.rows)  # no record has FID∞

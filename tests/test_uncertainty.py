@@ -8,12 +8,16 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.stats
+import torch
 
-from evalgen.metrics.fidelity import frechet_distance
+from evalgen.budget_presets import PRESETS
+from evalgen.metrics.draws import at_infinity, inception_score, sample_counts, summarize_infinity
 from evalgen.metrics.uncertainty import (
     _welch_p,
     auroc_interval,
+    draws_interval,
     extrapolate_to_infinity,
     holm_reject,
     seed_interval,
@@ -39,29 +43,67 @@ def _gaussian_fd(mu: np.ndarray, var_1: np.ndarray, var_2: np.ndarray) -> float:
     return float(mu @ mu + ((np.sqrt(var_1) - np.sqrt(var_2)) ** 2).sum())
 
 
-def test_fid_infinity_removes_most_of_the_sample_size_bias():
-    """200 repetitions: generated features N(0, I) at N = 200..1000 (nested, as Chong & Forsyth
-    draw them), reference features N(mu, diag(v)) (20,000 per repetition); the mean FID at N = 1000
-    is biased by the finite N, the mean FID∞ by at most half as much. The coverage of the true
-    value by FID∞ ± 1.96 standard errors is measured and printed."""
+def test_fid_infinity_removes_most_of_the_sample_size_bias_and_the_draws_intervals_are_measured():
+    """At the quick budget's N and R, on the records' own arithmetic (`evalgen.metrics.draws`):
+    200 repetitions of R independent draws of N generated features N(0, I) against one fixed
+    reference set N(mu, diag(v)) (50,000 features, the fixed test split of a real evaluation),
+    D = 16. The mean FID_N is biased by the finite N, the mean FID∞ by at most half as much (vs
+    the closed-form distance). The coverage of the two stated intervals (R draws, Student t) is
+    measured and printed: FID's of its expected value at N (from 4,000 further draws), FID∞'s of
+    the true distance; and the fit's own standard error's, for comparison."""
     rng = np.random.default_rng(0)
-    dim, counts = 16, (200, 400, 600, 800, 1000)
+    quick = next(b for b in PRESETS if b.name == "quick")
+    n, draws_per_run, dim = quick.num_samples, quick.sample_draws, 16
+    counts = sample_counts(n)
     mu, var = np.full(dim, 0.1), np.linspace(0.5, 2.0, dim)
     truth = _gaussian_fd(mu, np.ones(dim), var)
-    at_n, at_infinity, covered = [], [], 0
+    reference = mu + rng.normal(size=(50_000, dim)) * np.sqrt(var)
+    fid_of = _fid_against(reference)
+    expected_at_n = float(np.mean([fid_of(rng.normal(size=(n, dim))) for _ in range(4_000)]))
+    at_n, intercepts, covered_n, covered_infinity, covered_fit = [], [], 0, 0, 0
     for _ in range(200):
-        reference = mu + rng.normal(size=(20_000, dim)) * np.sqrt(var)
-        generated = rng.normal(size=(counts[-1], dim))
-        fids = [frechet_distance(generated[:n], reference)[0] for n in counts]
-        fit = extrapolate_to_infinity(counts, fids)
-        at_n.append(fids[-1])
-        at_infinity.append(fit.value)
-        covered += abs(fit.value - truth) <= 1.96 * fit.standard_error
-    bias_n, bias_infinity = np.mean(at_n) - truth, np.mean(at_infinity) - truth
-    print(f"FD {truth:.4f}: bias of FID_1000 {bias_n:+.4f}, of FID∞ {bias_infinity:+.4f} "
-          f"(Monte-Carlo error {np.std(at_infinity) / math.sqrt(200):.4f}); FID∞ ± 1.96 SE covers the "
-          f"truth in {covered / 200:.1%}")
+        samples = [rng.normal(size=(n, dim)) for _ in range(draws_per_run)]
+        fits = [at_infinity(lambda k, x=x: fid_of(x[:k]), counts) for x in samples]
+        fid_n = draws_interval([f["values"][-1] for f in fits], "draws")
+        infinity = summarize_infinity(fits, counts)
+        at_n.append(fid_n.value)
+        intercepts.append(infinity["value"])
+        covered_n += fid_n.low <= expected_at_n <= fid_n.high
+        covered_infinity += infinity["interval"]["low"] <= truth <= infinity["interval"]["high"]
+        covered_fit += abs(fits[0]["value"] - truth) <= 1.96 * fits[0]["fit_standard_error"]
+    bias_n, bias_infinity = np.mean(at_n) - truth, np.mean(intercepts) - truth
+    print(f"N={n}, R={draws_per_run}, FD {truth:.4f}: bias of FID_N {bias_n:+.5f}, of FID∞ {bias_infinity:+.5f} "
+          f"(Monte-Carlo error {np.std(intercepts) / math.sqrt(200):.5f}); the R-draw interval of FID covers "
+          f"E[FID_N] in {covered_n / 200:.1%}, of FID∞ covers the truth in {covered_infinity / 200:.1%}; one "
+          f"draw's fit ± 1.96 SE covers it in {covered_fit / 200:.1%}")
     assert bias_n > 0 and abs(bias_infinity) <= 0.5 * bias_n
+    assert 0.90 <= covered_n / 200 <= 0.99  # calibrated, as a t interval over independent draws should be
+
+
+def _fid_against(reference: np.ndarray):
+    """FID of features against a fixed reference, its statistics computed once (as the cache does)."""
+    ref_mean, ref_cov = reference.mean(axis=0), np.cov(reference, rowvar=False)
+
+    def fid(features: np.ndarray) -> float:
+        mean, cov = features.mean(axis=0), np.cov(features, rowvar=False)
+        root = scipy.linalg.sqrtm(cov @ ref_cov).real
+        return float(((mean - ref_mean) ** 2).sum() + np.trace(cov + ref_cov - 2 * root))
+
+    return fid
+
+
+def test_the_inception_score_without_splits_is_torch_fidelitys_with_one_split():
+    from torch_fidelity.metric_isc import isc_featuresdict_to_metric
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(scale=3.0, size=(500, 10))
+    ours = inception_score(logits)
+    theirs = isc_featuresdict_to_metric({"logits": torch.from_numpy(logits)}, "logits", isc_splits=1,
+                                        samples_shuffle=False, verbose=False)["inception_score_mean"]
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert inception_score(np.zeros((7, 10))) == pytest.approx(1.0)  # p(y|x) = p(y): no information
+    assert inception_score(np.eye(10)[np.arange(100) % 10] * 50) == pytest.approx(10.0, rel=1e-6)  # sure, even
+    assert sample_counts(2000) == (400, 800, 1200, 1600, 2000) and sample_counts(256) == (51, 102, 154, 205, 256)
 
 
 def test_extrapolation_recovers_an_exact_line_and_refuses_too_few_counts():

@@ -16,13 +16,14 @@ from torch import nn
 from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset
 from evalgen.harness.contract import EVAL_BATCH_SIZE, CheckedHooks
-from evalgen.harness.data import EVAL_NOISE_SEED, ModelData, to_representation, to_stored_values
+from evalgen.harness.data import EVAL_NOISE_SEED, ModelData, dequantization_seed, to_representation, to_stored_values
 from evalgen.harness.resolved import ResolvedRun
 from evalgen.metrics.bounds import IWAE_ESTIMATOR
+from evalgen.metrics.nll import importance_weighted_log_prob
 from evalgen.metrics.outliers import outlier_score_default
 from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.registry import Registry
-from evalgen.types import DatasetInfo, Likelihood, LikelihoodKind
+from evalgen.types import DatasetInfo, Likelihood, LikelihoodKind, Representation
 
 SAMPLE_BATCH_SIZE = 1_000
 #: Offset between the training stream and the sampling stream of the same seed.
@@ -43,6 +44,36 @@ def test_log_prob(hooks: CheckedHooks, model: nn.Module, data: ModelData,
     (``hooks.importance_samples``) unless another is given."""
     k = hooks.importance_samples if num_importance_samples is None else num_importance_samples
     return hooks.log_prob_in_batches(model, data.test_x, k)
+
+
+def dequantization_draws(hooks: CheckedHooks, model: nn.Module, data: ModelData, num_draws: int) -> torch.Tensor:
+    """(N_test, K) float64 on the CPU: log p((x + u_k) / L) of the test set under K = ``num_draws``
+    dequantization noise draws. Draw 1 is ``data.test_x``, the one draw of `test_log_prob` (the
+    same numbers, so K = 1 is the single-draw bound bit for bit); draw k > 1 comes from its own
+    generator (`dequantization_seed`). One draw of the test set is on the device at a time, scored
+    in batches of `EVAL_BATCH_SIZE`: memory is one copy of the test set plus N_test x K float64."""
+    columns = [test_log_prob(hooks, model, data)]
+    for draw in range(1, num_draws):
+        noise = torch.Generator(device=data.device).manual_seed(dequantization_seed(draw))
+        x = to_representation(data.test_values.to(data.device), data.representation, data.levels, noise)
+        columns.append(hooks.log_prob_in_batches(model, x, hooks.importance_samples))
+        del x
+    return torch.stack(columns, 1)
+
+
+def _test_likelihood(hooks: CheckedHooks, model: nn.Module,
+                     data: ModelData) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(log p, one draw's log p, the draws) of the test set, each (N_test,) but the draws
+    (N_test, K): on dequantized data log p is the importance-weighted bound over K =
+    ``hooks.dequantization_samples`` noise draws and the one draw the first of them (what outlier
+    scores use: cheap, and as before); elsewhere both are log_prob and the draws None."""
+    if not hooks.has_likelihood:
+        return None, None, None
+    if data.representation is not Representation.DEQUANTIZED:
+        log_p = test_log_prob(hooks, model, data)
+        return log_p, log_p, None
+    draws = dequantization_draws(hooks, model, data, hooks.dequantization_samples)
+    return importance_weighted_log_prob(draws), draws[:, 0], draws
 
 
 def reports_elbo(hooks: CheckedHooks) -> bool:
@@ -69,6 +100,16 @@ def draw_samples(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo, num_s
     return samples, seconds
 
 
+def draw_seed(seed: int, draw: int) -> int:
+    """The seed `draw_samples` gets for draw ``draw`` (0, 1, ... R - 1) of run seed ``seed``: the
+    first is the run's seed (as before repeated draws), the others derived from seed and index
+    by SHA-256, so no draw of one run seed is a draw of another."""
+    if draw == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}/draw/{draw}".encode()).digest()
+    return int.from_bytes(digest[:6], "little")
+
+
 def outlier_importance_samples(hooks: CheckedHooks) -> int:
     """K of the log p(x) behind the default outlier score. An IWAE bound scores every example
     with K decoder passes, and the outlier sets hold as many examples as the test set: they use
@@ -83,7 +124,7 @@ def outlier_scorer(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
     """A function from stored values to outlier scores, and its label; (None, reason) if none."""
     has_likelihood = hooks.has_likelihood
     k = outlier_importance_samples(hooks)
-    label = hooks.spec.outlier_score or default_score_label(hooks.declared.with_samples(k))
+    label = hooks.spec.outlier_score or default_score_label(hooks.likelihood_with(k))  # one noise draw
     if hooks.spec.outlier_score is None and not has_likelihood:
         return None, "no likelihood and no outlier score"
 
@@ -159,24 +200,29 @@ def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.
     timer = _Parts(device, seed)
     with timer.part("sampling"):
         samples, seconds = draw_samples(hooks, model, info, budget.num_samples, seed, device)
+    with timer.part("more_draws"):
+        more = [draw_samples(hooks, model, info, budget.num_samples, draw_seed(seed, r), device)[0]
+                for r in range(1, budget.sample_draws)]
     results: dict[str, Any] = {"sampling": {
         "num_samples": budget.num_samples,
         "seconds": seconds,
         "samples_per_second": budget.num_samples / seconds if seconds > 0 else None,
+        "draws": budget.sample_draws,
     }}
     scorer, score_label = outlier_scorer(hooks, model, info, device)
     with timer.part("test_nll"):
-        log_p = test_log_prob(hooks, model, data) if hooks.has_likelihood else None
+        log_p, one_draw, draws = _test_likelihood(hooks, model, data)
         elbo = test_log_prob(hooks, model, data, 1) if hooks.has_likelihood and reports_elbo(hooks) else None
         details = hooks.likelihood_details(model) if hooks.has_likelihood else None
     with timer.part("outliers"):
-        in_scores = _test_scores(run, scorer, log_p, elbo)
+        in_scores = _test_scores(run, scorer, one_draw, elbo)
     inputs = MetricInputs(
         dataset=run.dataset, info=info, likelihood=hooks.likelihood, samples=samples, test_log_prob=log_p,
-        test_elbo=elbo, likelihood_details=details, outlier_score=scorer,
+        test_dequantization=draws, test_elbo=elbo, likelihood_details=details, outlier_score=scorer,
         test_outlier_scores=in_scores, outlier_score_label=score_label,
         load_dataset=load_dataset, budget=budget, seed=seed, device=device, plugin=run.spec.plugin,
-        model=run.spec.model,
+        model=run.spec.model, more_samples=tuple(more),
+        sample_seeds=tuple(draw_seed(seed, r) + SAMPLE_SEED_OFFSET for r in range(budget.sample_draws)),
     )
     results.update(_metric_results(inputs, metrics, timer, only))
     return results, samples, timer.seconds

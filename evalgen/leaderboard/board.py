@@ -4,8 +4,9 @@ Cells read 'mean ± std (n=seeds)'. NLL cells carry the likelihood kind: unmarke
 an upper bound on the NLL (from a lower bound on log p), '≈' an estimate. Every metric with a
 direction (↓ lower is better, ↑ higher is better) ranks the rows that have it: a row's rank is
 1 + the number of rows significantly better than it (Welch's t-test over seeds, Holm-corrected
-over the column's pairs at 5 %), so rows the noise cannot order share a rank; a pair with a
-single-seed row cannot be tested and is ordered by value. The overall rank '#' is the rank of
+over the column's pairs at 5 %), so rows the noise cannot order share a rank; a single-seed row
+is tested with its record's own interval where it has one (R sample draws, a standard error, a
+bootstrap), else ordered by value. The overall rank '#' is the rank of
 the board's headline metric: test NLL in bits/dim (nats where bits/dim is undefined) when any
 row has a likelihood, else FID. Bounds are ranked by their value, so a bounded model's rank is
 pessimistic (its true NLL is lower still); estimates by theirs. Rows are ordered by '#', then by
@@ -16,6 +17,7 @@ after those with it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -184,14 +186,24 @@ def _status(found: list[Found]) -> str:
     return "; ".join(parts) or "ok"
 
 
-def _seed_stats(summary: pd.DataFrame, name: str) -> list[tuple[float | None, float | None, int]]:
-    """Each row's (mean, std, n) of column ``name`` over seeds; None where missing."""
-    def number(value: Any) -> float | None:
-        value = pd.to_numeric(value, errors="coerce")
-        return None if pd.isna(value) else float(value)
+def _number(value: Any) -> float | None:
+    value = pd.to_numeric(value, errors="coerce")
+    return None if pd.isna(value) else float(value)
 
-    return [(number(row[f"{name}_mean"]), number(row[f"{name}_std"]), int(number(row[f"{name}_n"]) or 0))
-            for _, row in summary.iterrows()]
+
+def _seed_stats(summary: pd.DataFrame, name: str) -> list[tuple[float | None, float | None, int]]:
+    """Each row's (mean, std, n) of column ``name`` over seeds; for a row of one seed whose
+    record has a per-run interval, that interval's (value, standard error x sqrt(n), n) instead,
+    so it is tested like the others (`evalgen.tables.RUN_PARTS`); None where missing."""
+    stats = []
+    for _, row in summary.iterrows():
+        mean, n = _number(row[f"{name}_mean"]), int(_number(row[f"{name}_n"]) or 0)
+        se, run_n = _number(row.get(f"{name}_run_se")), _number(row.get(f"{name}_run_n"))
+        if n == 1 and se is not None and run_n is not None and run_n >= 2:
+            stats.append((mean, se * math.sqrt(run_n), int(run_n)))
+        else:
+            stats.append((mean, _number(row[f"{name}_std"]), n))
+    return stats
 
 
 def _ranks(summary: pd.DataFrame, column: TableColumn) -> list[int | None]:

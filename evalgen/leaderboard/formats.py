@@ -30,13 +30,19 @@ CAPABILITY_NOTE = ("What each model can do, from its records: sampling; likeliho
 def legend() -> list[str]:
     """How to read a board, one sentence per item."""
     return [
-        "Cells: mean ± standard deviation over seeds (n = seeds with that number); a single seed shows its value.",
+        ("Cells: mean ± standard deviation over seeds (n = seeds with that number); a single seed shows its value "
+         "and [low, high], the run's own 95 % interval where its record has one (sample metrics: over R "
+         "independent sample draws; NLL: the standard error over test examples, with AIS log Z's; AUROC: a "
+         "bootstrap); — = the record predates that number (FID∞ needs repeated draws)."),
+        ("Sample metrics are the mean over the run's R sample draws; FID∞ is FID extrapolated to infinitely "
+         "many samples (a line in 1/N through five sample counts, Chong & Forsyth 2020)."),
         ("Test NLL: unmarked = exact, ≤ = upper bound (from a lower bound on log p), ≈ = estimate, "
          "n/a = implicit model (no likelihood)."),
         ("↓ lower is better, ↑ higher is better; a superscript is the rank in that column: 1 + the number of rows "
          "significantly better (Welch's t-test over seeds, Holm-corrected over the column's pairs at 5 %), so "
-         "rows the noise cannot order share a rank; a pair with a one-seed row is not tested and is ordered by "
-         "value. A ≤ NLL is ranked by its bound (pessimistic: the model's NLL is lower still), ≈ by its estimate."),
+         "rows the noise cannot order share a rank; a one-seed row is tested with its own interval where it "
+         "has one (said by [low, high]), else ordered by value. A ≤ NLL is ranked by its bound (pessimistic: "
+         "the model's NLL is lower still), ≈ by its estimate."),
         "[...]: what a number was measured with (feature extractor; outlier score vs out-of-distribution set).",
         "status lists diverged seeds: they have no metrics, so n counts only the seeds that finished.",
         ("Rows are trained by evalgen under the board's budget, except: [evaluated again: ...] = a trained run's "
@@ -128,8 +134,9 @@ def _csv_value(value: Any) -> str:
     return csv_text(str(value))  # text from records: never a spreadsheet formula
 
 
-#: The seed aggregate of each number in the CSV: mean, std, n and the mean's 95 % t interval.
-SEED_PARTS = ("mean", "std", "n", "ci_low", "ci_high")
+#: The seed aggregate of each number in the CSV: mean, std, n and the mean's 95 % t interval, then a
+#: one-seed row's own 95 % interval (R sample draws, a standard error, a bootstrap; empty otherwise).
+SEED_PARTS = ("mean", "std", "n", "ci_low", "ci_high", "run_low", "run_high")
 CSV_HEAD = ("dataset", "budget", "rank", "plugin", "model", "variant", "likelihood", "likelihood_kind", "status",
             "seeds", "parameters")
 
@@ -149,8 +156,8 @@ def _csv_row(board: Board, row: Any, numbers: Sequence[TableColumn]) -> list[Any
 def leaderboard_csv(boards: list[Board], columns: Sequence[TableColumn]) -> str:
     """Every row of every board, numbers unrounded; empty = not measured. ``columns``: the
     metrics' (`evalgen.table_columns.metric_columns`), each with its mean, std, n, the 95 %
-    Student-t interval of the mean over seeds (empty for one seed), rank (and label, when it has
-    one), then the cost columns."""
+    Student-t interval of the mean over seeds (empty for one seed), a one-seed row's own interval
+    (empty where its record has none), rank (and label, when it has one), then the cost columns."""
     numbers = (*columns, *COST)
     header = [*CSV_HEAD]
     for column in numbers:

@@ -123,8 +123,15 @@ RANKING_PROTOCOL = (
     "of freedom, `scipy.stats.t`; empty for one seed). A row's rank in a column is 1 + the number of "
     "rows significantly better: Welch's unequal-variance t-test on each pair's seeds "
     "(`scipy.stats.ttest_ind_from_stats`), Holm's step-down correction over the column's tested pairs, "
-    "family-wise level 5 %. Rows the noise cannot order share a rank. A pair with a one-seed row has "
-    "no spread to test and is ordered by value. An NLL bound (≤) is ranked by the bound, which is "
+    "family-wise level 5 %. Rows the noise cannot order share a rank. A one-seed row has no spread over "
+    "seeds: where its record carries the run's own 95 % interval (sample metrics over R independent "
+    "sample draws, Student's t with R - 1 degrees of freedom; test NLL from its standard error over test "
+    "examples, with the AIS log Z error added where there is one; AUROC from a seeded percentile "
+    "bootstrap) it is tested with that standard error, which measures evaluation noise only, not the "
+    "training seed's; without one it is ordered by value. Sample metrics are the mean over the run's R "
+    "draws; FID∞ is the mean over the draws of the intercept of a least-squares line of FID against 1/N "
+    "at five sample counts from N/5 to N (Chong & Forsyth 2020), with the draws' Student-t interval. "
+    "An NLL bound (≤) is ranked by the bound, which is "
     "pessimistic for that model; an estimate (≈) by the estimate.")
 
 

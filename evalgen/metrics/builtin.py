@@ -11,7 +11,7 @@ from evalgen.datasets.base import Dataset
 from evalgen.errors import DataUnavailableError
 from evalgen.markers import hookimpl
 from evalgen.metrics.columns import MetricColumn, read_field
-from evalgen.metrics.nll import summarize_nll
+from evalgen.metrics.nll import log_z_standard_error, nll_uncertainty, summarize_nll
 from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.types import DataKind, Likelihood
 
@@ -23,8 +23,10 @@ OUTLIER_SEED = 7_919
 
 def _test_nll(inputs: MetricInputs) -> dict[str, Any]:
     info = inputs.info
-    result = summarize_nll(inputs.test_log_prob, info.representation, info.num_dims, info.levels,
-                           inputs.likelihood).to_dict()
+    log_p = inputs.test_log_prob if inputs.test_dequantization is None else inputs.test_dequantization
+    summary = summarize_nll(log_p, info.representation, info.num_dims, info.levels, inputs.likelihood)
+    result = summary.to_dict()
+    result.update(nll_uncertainty(summary, log_z_standard_error(inputs.likelihood_details)))
     if inputs.test_elbo is not None:
         elbo = summarize_nll(inputs.test_elbo, info.representation, info.num_dims, info.levels,
                              Likelihood(inputs.likelihood.kind, "ELBO"))
@@ -54,7 +56,8 @@ def _sample_quality(inputs: MetricInputs) -> dict[str, Any]:
     from evalgen.metrics.fidelity import sample_quality
 
     return sample_quality(inputs.samples, inputs.dataset, extractor=inputs.extractor, device=inputs.device,
-                          cache_dir=inputs.cache_dir, load_dataset=inputs.load_dataset).to_dict()
+                          cache_dir=inputs.cache_dir, load_dataset=inputs.load_dataset,
+                          more_draws=inputs.more_samples, draw_seeds=inputs.sample_seeds).to_dict()
 
 
 def _mode_coverage_reason(inputs: MetricInputs) -> str | None:
@@ -74,11 +77,15 @@ def _mode_coverage(inputs: MetricInputs) -> dict[str, Any]:
 
 def _detection(score: Callable[[torch.Tensor], torch.Tensor], in_scores: torch.Tensor,
                outliers: torch.Tensor) -> dict[str, Any]:
-    from evalgen.metrics.outliers import auroc_standard_error_bound, detection_metrics
+    from evalgen.metrics.outliers import auroc_standard_error_bound, detection_intervals, detection_metrics
 
-    result = detection_metrics(in_scores, score(outliers))
+    out_scores = score(outliers)
+    result = detection_metrics(in_scores, out_scores)
     result.update(num_in=len(in_scores), num_out=len(outliers),
                   auroc_se_bound=auroc_standard_error_bound(len(in_scores), len(outliers)))
+    # Seeded with the outliers' seed: the same scores give the same intervals in every record.
+    intervals = detection_intervals(in_scores, out_scores, seed=OUTLIER_SEED)
+    result["intervals"] = {name: interval.to_dict() for name, interval in intervals.items()}
     return result
 
 
@@ -113,17 +120,39 @@ def _auroc_label(section: Mapping[str, Any]) -> str | None:
 
 
 NLL_COLUMNS = (
-    MetricColumn("bits_per_dim", "test NLL (bits/dim)", "bits_per_dim", digits=3, likelihood=True),
+    MetricColumn("bits_per_dim", "test NLL (bits/dim)", "bits_per_dim", digits=3, likelihood=True,
+                 interval="intervals.bits_per_dim"),
     MetricColumn("nll_nats", "test NLL (nats)", "nats", digits=2, likelihood=True, always=True,
-                 reference="data_density.nats"),
+                 reference="data_density.nats", interval="intervals.nats"),
     MetricColumn("elbo_nats", "-ELBO (nats)", "elbo.nats", digits=2, prefix="≤ "),
 )
+def _over_draws(field: str) -> Callable[[Mapping[str, Any]], Any]:
+    """The mean of ``field`` over the run's sample draws, or the one draw's value (older records)."""
+    def value(section: Mapping[str, Any]) -> Any:
+        mean = read_field(section, f"draws.metrics.{field}.mean")
+        return mean if mean is not None else section.get(field)
+    return value
+
+
+def _drawn(name: str, title: str, field: str, digits: int) -> MetricColumn:
+    """A sample-quality column: the mean over the draws, with their interval."""
+    return MetricColumn(name, title, field, digits=digits, label="extractor", value=_over_draws(field),
+                        interval=f"draws.metrics.{field}.interval")
+
+
+def _headline_intervals(section: Mapping[str, Any]) -> Any:
+    return read_field(section, f"sets.{section.get('headline')}.intervals.auroc")
+
+
 SAMPLE_QUALITY_COLUMNS = (
-    MetricColumn("inception_score", "IS", "inception_score_mean", digits=3, label="extractor"),
-    MetricColumn("fid", "FID", "fid", digits=2, label="extractor"),
-    MetricColumn("kid", "KID", "kid_mean", digits=4, label="extractor"),
+    _drawn("inception_score", "IS", "inception_score_mean", 3),
+    _drawn("fid", "FID", "fid", 2),
+    MetricColumn("fid_infinity", "FID∞", "fid_infinity.value", digits=2, label="extractor",
+                 interval="fid_infinity.interval", always=True),  # "—" where a record predates it
+    _drawn("kid", "KID", "kid_mean", 4),
 )
-OUTLIER_COLUMNS = (MetricColumn("auroc", "AUROC", "auroc", digits=3, value=_headline_auroc, describe=_auroc_label),)
+OUTLIER_COLUMNS = (MetricColumn("auroc", "AUROC", "auroc", digits=3, value=_headline_auroc, describe=_auroc_label,
+                                run_interval=_headline_intervals),)
 MODE_COLUMNS = (
     MetricColumn("modes_covered", "modes", "modes_covered", digits=1, out_of="num_modes"),
     MetricColumn("high_quality", "HQ %", "high_quality", digits=1, scale=100.0),
@@ -137,8 +166,9 @@ BUILTIN_METRICS = (
                columns=NLL_COLUMNS),
     MetricSpec("sample_quality", "Inception Score, FID, KID, precision/recall via torch-fidelity",
                needs=frozenset({"samples", "images"}), data_kinds=IMAGE_KINDS,
-               higher_is_better={"inception_score_mean": True, "fid": False, "kid_mean": False,
-                                 "precision": True, "recall": True},
+               higher_is_better={"inception_score_mean": True, "fid": False, "fid_infinity.value": False,
+                                 "kid_mean": False, "precision": True, "recall": True,
+                                 "inception_score_infinity.value": True},
                compute=_sample_quality, applies=_extractor_reason, columns=SAMPLE_QUALITY_COLUMNS),
     MetricSpec("outliers", "outlier-detection AUROC, AUPR, FPR@95%TPR (synthetic and OOD sets)",
                needs=frozenset({"outlier_score", "images"}), data_kinds=IMAGE_KINDS,

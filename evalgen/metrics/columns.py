@@ -8,10 +8,13 @@ it) is the metric's ``higher_is_better`` entry for the column's ``field``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from evalgen.metrics.uncertainty import NORMAL_N
 
 __all__ = ["REFERENCE_ROW", "MetricColumn", "read_field"]
 
@@ -48,6 +51,11 @@ class MetricColumn:
         describe: section -> label text, for labels not at a fixed path (overrides ``label``).
         formatter: number -> text, for numbers not shown with fixed decimals (training FLOPs as
             "12.3 GFLOP"); a mean over seeds is shown as its text and "(n=3)".
+        interval: dotted path of the number's per-run uncertainty, a
+            `evalgen.metrics.uncertainty.RunInterval` as its ``to_dict`` (R sample draws, a
+            standard error over test examples, a bootstrap): shown, and used to rank, where a row
+            has one seed.
+        run_interval: section -> that dict, for intervals not at a fixed path (overrides ``interval``).
     """
 
     name: str
@@ -64,6 +72,8 @@ class MetricColumn:
     value: Callable[[Mapping[str, Any]], Any] | None = None
     describe: Callable[[Mapping[str, Any]], str | None] | None = None
     formatter: Callable[[float], str] | None = None
+    interval: str | None = None
+    run_interval: Callable[[Mapping[str, Any]], Any] | None = None
 
     def __post_init__(self) -> None:
         if not COLUMN_NAME.match(self.name):
@@ -81,12 +91,30 @@ class MetricColumn:
     def total(self, section: Mapping[str, Any]) -> float | None:
         return _number(read_field(section, self.out_of)) if self.out_of else None
 
+    def interval_of(self, section: Mapping[str, Any]) -> tuple[float, float, float, int] | None:
+        """(low, high, standard error, degrees of freedom + 1) of the per-run interval, or None;
+        a normal quantile's degrees of freedom read as `NORMAL_N` - 1. Anything malformed
+        (a record is untrusted) is None, never a wrong interval."""
+        found = self.run_interval(section) if self.run_interval is not None else (
+            read_field(section, self.interval) if self.interval else None)
+        if not isinstance(found, Mapping):
+            return None
+        low, high, error = (_number(found.get(k)) for k in ("low", "high", "standard_error"))
+        dof = found.get("dof")
+        n = NORMAL_N if dof is None else (_number(dof) or 0) + 1
+        if None in (low, high, error) or not (low <= high and error >= 0 and n >= 2):
+            return None
+        return low, high, error, int(n)
+
     def reference_number(self, section: Mapping[str, Any]) -> float | None:
         return _number(read_field(section, self.reference)) if self.reference else None
 
 
 def _number(found: Any) -> float | None:
-    return float(found) if isinstance(found, (int, float)) and not isinstance(found, bool) else None
+    """A finite number, or None (NaN and infinities from a record are not numbers to show)."""
+    if not isinstance(found, (int, float)) or isinstance(found, bool) or not math.isfinite(found):
+        return None
+    return float(found)
 
 
 def read_field(section: Mapping[str, Any], path: str) -> Any:

@@ -46,12 +46,11 @@ import contextlib
 import hashlib
 import json
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.metric_fid import fid_featuresdict_to_statistics, fid_statistics_to_metric
@@ -61,10 +60,36 @@ from torch_fidelity.utils import get_featuresdict_from_dataset
 from evalgen.datasets.base import Dataset
 from evalgen.datasets.files import user_cache_dir
 from evalgen.errors import EvalgenError, unknown_name
-from evalgen.metrics import extractors, frechet, kid
+from evalgen.metrics import draws, extractors, kid
 from evalgen.metrics.cache import BadCacheEntry, cache_folder, read_array, remove_legacy_sample_features, write_array
 from evalgen.metrics.extractors import DOMAIN_EXTRACTORS, PREPROCESSING, ensure_extractor, to_uint8
+from evalgen.metrics.fidelity_math import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULTS,
+    MIN_SAMPLES,
+    SPLITS,
+    SPREADS,
+    fid_notes,
+    frechet_distance,
+    prc_subsets,
+    precision_and_recall,
+    torch_fidelity_settings,
+)
 from evalgen.metrics.inception import INCEPTION_EXTRACTOR, INCEPTION_LAYERS, build_inception, resolve_inception_weights
+
+__all__ = [
+    "DEFAULTS",
+    "DEFAULT_BATCH_SIZE",
+    "MIN_SAMPLES",
+    "FidelityResult",
+    "ImageSet",
+    "feature_dimension",
+    "frechet_distance",
+    "prc_subsets",
+    "reference_key",
+    "sample_quality",
+    "torch_fidelity_settings",
+]
 
 #: Bump when anything about how reference features are made or stored changes: older entries go stale.
 #: 2: evalgen's own .npy + SHA-256 sidecar under <cache>/features instead of torch-fidelity's .pt files.
@@ -72,29 +97,6 @@ METRIC_VERSION = 2
 #: Folders under the cache root: evalgen's reference features; torch-fidelity's, only cleaned up.
 FEATURES_DIR = "features"
 LEGACY_FIDELITY_DIR = "fidelity"
-#: Every setting of the metrics, in one place (kid_subset_size and isc_splits are capped by the counts).
-DEFAULTS = {
-    "batch_size": 250,
-    "reference_split": "test",
-    "isc_splits": 10,
-    "kid_subsets": 100,
-    "kid_subset_size": 1000,
-    "kid_kernel": "poly",
-    "kid_kernel_poly_degree": 3,
-    "kid_kernel_poly_coef0": 1,
-    "prc_neighborhood": 3,
-    "prc_batch_size": 10000,
-    "rng_seed": 2020,
-    "sqrtm_max_imag": 1e-3,  # largest |imag| on sqrtm's diagonal still read as rounding (as TTUR)
-    "sqrtm_max_residual": 1e-6,  # ||C @ C - S1 @ S2||_F / ||S1 @ S2||_F above this: use the fallback
-    "fid_agreement_rtol": 1e-4,  # our FID vs torch-fidelity's, relative to the FID's scale
-}
-#: The DEFAULTS passed to torch-fidelity's metric functions as they are.
-TORCH_FIDELITY_SETTINGS = ("kid_subsets", "kid_kernel", "kid_kernel_poly_degree", "kid_kernel_poly_coef0",
-                           "prc_neighborhood", "prc_batch_size", "rng_seed")
-DEFAULT_BATCH_SIZE: int = DEFAULTS["batch_size"]
-MIN_SAMPLES = DEFAULTS["prc_neighborhood"] + 1
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,13 @@ class FidelityResult:
     reference_key: str
     reference_cached: bool  #: reference features came from the cache
     warnings: tuple[str, ...] = ()
+    #: every metric over the R draws (`evalgen.metrics.draws.summarize_draws`)
+    draws: dict[str, Any] | None = None
+    #: FID∞ and IS∞ (`evalgen.metrics.draws.summarize_infinity`); None below three sample counts
+    fid_infinity: dict[str, Any] | None = None
+    inception_score_infinity: dict[str, Any] | None = None
+    #: what the within-draw spreads are (they are not the evaluation noise: see ``draws``)
+    spreads: dict[str, str] = field(default_factory=lambda: dict(SPREADS))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -205,35 +214,6 @@ def reference_key(dataset: Dataset, split: str, num_reference: int, extractor_na
     return f"evalgen-ref-{dataset.name}-{split}-{num_reference}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
 
 
-def frechet_distance(features_1, features_2) -> tuple[float, str]:
-    """FID between two feature sets (N, D), in float64, with evalgen's tolerances
-    (`evalgen.metrics.frechet.frechet_distance`); returns (value, square-root method)."""
-    return frechet.frechet_distance(features_1, features_2, max_imag=DEFAULTS["sqrtm_max_imag"],
-                                    max_residual=DEFAULTS["sqrtm_max_residual"])
-
-
-def prc_subsets(num_generated: int, num_reference: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of the generated and reference features that precision/recall compares.
-
-    Both have m = min(num_generated, num_reference) entries: the first m generated samples (they
-    are i.i.d.) and a fixed random m of the reference set (seed ``DEFAULTS["rng_seed"]``), sorted.
-    """
-    m = min(num_generated, num_reference)
-    generator = torch.Generator().manual_seed(DEFAULTS["rng_seed"])
-    reference = torch.randperm(num_reference, generator=generator)[:m].sort().values
-    return torch.arange(m), reference
-
-
-def _precision_recall(generated: torch.Tensor, reference: torch.Tensor) -> tuple[float, float, int]:
-    from torch_fidelity.metric_prc import prc_features_to_metric
-
-    gen_idx, ref_idx = prc_subsets(len(generated), len(reference))
-    out = prc_features_to_metric(generated[gen_idx], reference[ref_idx], verbose=False, save_cpu_ram=True,
-                                 prc_neighborhood=DEFAULTS["prc_neighborhood"],
-                                 prc_batch_size=DEFAULTS["prc_batch_size"])
-    return float(out["precision"]), float(out["recall"]), len(gen_idx)
-
-
 def _check_samples(samples: torch.Tensor, dataset: Dataset) -> list[str]:
     if dataset.levels is None or len(dataset.shape) != 3:
         raise EvalgenError(f"sample-quality metrics need image data with levels; '{dataset.name}' is not")
@@ -295,16 +275,6 @@ def _reference_features(extractor: FeatureExtractorBase, images: ImageSet, paths
     return {layer: fresh[layer] for layer in paths}, False
 
 
-def torch_fidelity_settings(num_generated: int, num_reference: int) -> dict:
-    """The keyword arguments torch-fidelity's metric functions get: `DEFAULTS` as in ``calculate_metrics``
-    (shuffled IS splits, KID subsets drawn from ``rng_seed``), with IS splits and KID subset size capped."""
-    settings = {k: DEFAULTS[k] for k in TORCH_FIDELITY_SETTINGS}
-    settings.update(isc_splits=min(DEFAULTS["isc_splits"], num_generated),
-                    kid_subset_size=min(DEFAULTS["kid_subset_size"], num_generated, num_reference),
-                    samples_shuffle=True, verbose=False)
-    return settings
-
-
 def _torch_fidelity_metrics(generated: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
                             layers: dict[str, str], settings: dict) -> dict[str, float]:
     """IS of the generated features and FID against the reference ones as torch-fidelity computes
@@ -338,27 +308,56 @@ def _reference_split(dataset: Dataset, split: str, num_reference: int | None) ->
     return reference, n_ref
 
 
-def _fid_notes(f1: np.ndarray, f2: np.ndarray, fid: float, fid_tf: float, method: str, extractor: str) -> list[str]:
-    """What makes an FID less trustworthy: the fallback root, too few samples, disagreement."""
-    notes, dim = [], f1.shape[1]
-    if method == "eigh":
-        notes.append("FID: scipy sqrtm failed, went complex or was inaccurate; used the eigh fallback")
-    for what, count in (("generated", len(f1)), ("reference", len(f2))):
-        if count < dim:
-            notes.append(f"{count} {what} samples < feature dimension {dim} ({extractor}): the covariance is "
-                         f"singular and FID/KID are unreliable; use more samples")
-    scale = float(np.var(f1, axis=0).sum() + np.var(f2, axis=0).sum()) + abs(fid)
-    if abs(fid - fid_tf) > DEFAULTS["fid_agreement_rtol"] * scale:
-        notes.append(f"FID {fid:.6g} (float64) disagrees with torch-fidelity's {fid_tf:.6g}")
-    return notes
+def _generated_features(module: FeatureExtractorBase, samples: torch.Tensor, dataset: Dataset, ext: _Extractor,
+                        batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    images = ImageSet(to_uint8(samples.clamp(0, dataset.levels - 1), dataset.levels), ext.channels)
+    return _extract(module, images, batch_size, device)
+
+
+def _one_draw(generated: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], ext: _Extractor,
+              settings: dict, precision_recall: bool) -> dict[str, Any]:
+    """Every metric of one draw's features: IS, FID (float64 and torch-fidelity's), KID, precision
+    and recall, and the FID∞/IS∞ fits on its first n samples (`evalgen.metrics.draws`)."""
+    layers = {m: ext.layers[m] for m in ("isc", "fid", "kid")}
+    metrics = _torch_fidelity_metrics(generated, ref, layers, settings)
+    f1, f2 = generated[ext.layers["fid"]], ref[ext.layers["fid"]]
+    fid, method = frechet_distance(f1.numpy(), f2.numpy())
+    precision, recall, prc_count = precision_and_recall(f1, f2) if precision_recall else (None, None, None)
+    counts = draws.sample_counts(len(f1))
+    logits = generated[ext.layers["isc"]].numpy()
+    enough = len(counts) >= 3
+    return {"inception_score_mean": float(metrics["inception_score_mean"]),
+            "inception_score_std": float(metrics["inception_score_std"]), "fid": fid, "fid_sqrt_method": method,
+            "fid_torch_fidelity": float(metrics["frechet_inception_distance"]),
+            "kid_mean": float(metrics["kernel_inception_distance_mean"]),
+            "kid_std": float(metrics["kernel_inception_distance_std"]),
+            "precision": precision, "recall": recall, "precision_recall_samples": prc_count, "counts": counts,
+            "fid_fit": draws.at_infinity(lambda n: frechet_distance(f1[:n].numpy(), f2.numpy())[0], counts)
+            if enough else None,
+            "is_fit": draws.at_infinity(lambda n: draws.inception_score(logits[:n]), counts) if enough else None}
+
+
+#: The metrics whose spread over the draws is reported (`FidelityResult.draws`).
+DRAWN_METRICS = ("inception_score_mean", "fid", "kid_mean", "precision", "recall")
+
+
+def _over_draws(results: list[dict[str, Any]], num_samples: int, seeds: Sequence[int]) -> dict[str, Any]:
+    """The ``draws``, ``fid_infinity`` and ``inception_score_infinity`` parts of a result."""
+    per_draw = [{name: r[name] for name in DRAWN_METRICS} for r in results]
+    out: dict[str, Any] = {"draws": draws.summarize_draws(per_draw, num_samples, seeds)}
+    if results[0]["fid_fit"] is not None:
+        counts = results[0]["counts"]
+        out["fid_infinity"] = draws.summarize_infinity([r["fid_fit"] for r in results], counts)
+        out["inception_score_infinity"] = draws.summarize_infinity([r["is_fit"] for r in results], counts)
+    return out
 
 
 def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | None = None,
                    reference_split: str = DEFAULTS["reference_split"], num_reference: int | None = None,
                    cache_dir: Path | None = None, device: torch.device | str = "cpu",
                    batch_size: int = DEFAULT_BATCH_SIZE, inception_weights: Path | None = None,
-                   precision_recall: bool = True,
-                   load_dataset: Callable[[str], Dataset] | None = None) -> FidelityResult:
+                   precision_recall: bool = True, load_dataset: Callable[[str], Dataset] | None = None,
+                   more_draws: Sequence[torch.Tensor] = (), draw_seeds: Sequence[int] = ()) -> FidelityResult:
     """IS, FID, KID and precision/recall of ``samples`` against a split of ``dataset``.
 
     samples: float (N, *dataset.shape) in the dataset's stored values (integers 0..levels-1).
@@ -370,8 +369,19 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
         generated and reference features (`prc_subsets`).
     load_dataset: name -> Dataset, for a domain extractor that trains on another dataset
         (binarized-mnist's on mnist); default: the built-in dataset from the environment.
+    more_draws: further independent draws (each (N, *dataset.shape), the same N) of the same
+        model: with them the result's ``draws`` carries every metric's spread over all draws
+        (``samples`` is the first); FID∞ and IS∞ are fitted on each draw.
+    draw_seeds: the sample seed of each draw (``samples`` first), for the record.
+
+    The top-level numbers (``fid``, ``inception_score_mean``, ...) are those of ``samples``.
     """
     notes = _check_samples(samples, dataset)
+    for extra in more_draws:
+        if tuple(extra.shape) != tuple(samples.shape):
+            raise EvalgenError(f"every draw must have the first's shape {tuple(samples.shape)}, "
+                               f"got {tuple(extra.shape)}")
+        notes += [n for n in _check_samples(extra, dataset) if n not in notes]
     name = extractor or dataset.feature_extractor
     if name is None:
         raise EvalgenError(f"dataset '{dataset.name}' has no default feature extractor; pass extractor=")
@@ -386,30 +396,27 @@ def sample_quality(samples: torch.Tensor, dataset: Dataset, *, extractor: str | 
     device = torch.device(device)
     try:
         module = _feature_extractor(ext, sorted(set(layers.values())), device)
-        generated = _extract(module, ImageSet(to_uint8(samples.clamp(0, dataset.levels - 1), dataset.levels),
-                                              ext.channels), batch_size, device)
+        generated = [_generated_features(module, s, dataset, ext, batch_size, device) for s in (samples, *more_draws)]
         real = ImageSet(to_uint8(reference.x[:n_ref], dataset.levels), ext.channels)
         ref, reference_cached = _reference_features(module, real, _reference_paths(features_dir, ref_name, ext),
-                                                    generated, batch_size, device, notes)
-        metrics = _torch_fidelity_metrics(generated, ref, layers, torch_fidelity_settings(n, n_ref))
+                                                    generated[0], batch_size, device, notes)
+        settings = torch_fidelity_settings(n, n_ref)
+        results = [_one_draw(g, ref, ext, settings, precision_recall) for g in generated]
     except ValueError as exc:  # torch-fidelity reports bad arguments and inputs as ValueError
         raise EvalgenError(f"torch-fidelity: {exc}") from None
-    f1, f2 = generated[ext.layers["fid"]], ref[ext.layers["fid"]]
-
-    precision, recall, prc_count = _precision_recall(f1, f2) if precision_recall else (None, None, None)
-    fid, method = frechet_distance(f1.numpy(), f2.numpy())
-    dim = int(f1.shape[1])
-    fid_tf = float(metrics["frechet_inception_distance"])
-    notes += _fid_notes(f1.numpy(), f2.numpy(), fid, fid_tf, method, ext.name)
+    first = results[0]
+    f1, f2 = generated[0][ext.layers["fid"]].numpy(), ref[ext.layers["fid"]].numpy()
+    notes += fid_notes(f1, f2, first["fid"], first["fid_torch_fidelity"], first["fid_sqrt_method"], ext.name)
     for note in notes:
         warnings.warn(note, stacklevel=2)
+    seeds = list(draw_seeds) if len(draw_seeds) == len(results) else list(range(len(results)))
     return FidelityResult(
-        inception_score_mean=float(metrics["inception_score_mean"]),
-        inception_score_std=float(metrics["inception_score_std"]),
-        fid=fid, kid_mean=float(metrics["kernel_inception_distance_mean"]),
-        kid_std=float(metrics["kernel_inception_distance_std"]),
-        precision=precision, recall=recall, precision_recall_samples=prc_count,
+        inception_score_mean=first["inception_score_mean"], inception_score_std=first["inception_score_std"],
+        fid=first["fid"], kid_mean=first["kid_mean"], kid_std=first["kid_std"],
+        precision=first["precision"], recall=first["recall"],
+        precision_recall_samples=first["precision_recall_samples"],
         extractor=ext.name, extractor_weights_sha256=ext.sha256, extractor_test_accuracy=ext.test_accuracy,
-        num_generated=n, num_reference=n_ref, reference_split=reference_split, feature_dim=dim,
-        fid_torch_fidelity=fid_tf, fid_sqrt_method=method, reference_key=ref_name,
-        reference_cached=reference_cached, warnings=tuple(notes))
+        num_generated=n, num_reference=n_ref, reference_split=reference_split, feature_dim=int(f1.shape[1]),
+        fid_torch_fidelity=first["fid_torch_fidelity"], fid_sqrt_method=first["fid_sqrt_method"],
+        reference_key=ref_name, reference_cached=reference_cached, warnings=tuple(notes),
+        **_over_draws(results, n, seeds))

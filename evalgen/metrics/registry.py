@@ -41,7 +41,12 @@ class MetricInputs:
         info: the dataset as the model sees it (representation included).
         likelihood: what the model's log_prob is.
         samples: (N, *shape) the model's samples in stored values on the CPU, or None.
-        test_log_prob: (N_test,) log_prob of the test set as the model sees it, or None.
+        test_log_prob: (N_test,) log_prob of the test set as the model sees it, or None; for a
+            density on dequantized data, the importance-weighted dequantization bound
+            log (1/K) sum_k p((x + u_k) / L) over the K draws of ``test_dequantization``.
+        test_dequantization: (N_test, K) float64 log p((x + u_k) / L) of the test set under K
+            dequantization noise draws (``budget.dequantization_samples``, draw 1 the fixed-seed
+            one of earlier records), for a model on dequantized data; None otherwise.
         test_elbo: (N_test,) the ELBO of the test set (the IWAE bound at K = 1) for models
             whose likelihood is an IWAE bound, else None.
         likelihood_details: what the family reported about how its test log_prob was obtained
@@ -55,6 +60,9 @@ class MetricInputs:
         model: the model variant scored (its ``ModelSpec.name``); "" when not known.
         extractor: the feature extractor of the sample-quality metrics (``evalgen score
             --extractor``); None: the dataset's default.
+        more_samples: the further independent draws of ``samples``' size (``budget.sample_draws``
+            - 1 of them; none for external samples): sample metrics report their spread over all.
+        sample_seeds: the generator seed of each draw, ``samples`` first (empty when not known).
     """
 
     dataset: Dataset
@@ -72,9 +80,12 @@ class MetricInputs:
     cache_dir: Path | None = None
     test_elbo: torch.Tensor | None = None
     likelihood_details: dict[str, Any] | None = None
+    test_dequantization: torch.Tensor | None = None
     plugin: str = ""
     model: str = ""
     extractor: str | None = None
+    more_samples: tuple[torch.Tensor, ...] = ()
+    sample_seeds: tuple[int, ...] = ()
 
     def available(self) -> set[str]:
         have = set()

@@ -1,6 +1,9 @@
 """The uncertainty of evalgen's numbers: the mathematics, apart from records and tables.
 
 * `seed_interval`: mean, std, n and the Student-t interval over seeds (scipy's t quantiles).
+* `RunInterval`, `draws_interval`, `normal_interval`: the uncertainty of one run's number, as
+  records store it: over R independent sample draws (Student t, R - 1 degrees of freedom), or
+  from a standard error with a normal quantile (test-set NLL, a bootstrap).
 * `extrapolate_to_infinity`: FID∞ (or IS∞) as Chong & Forsyth (2020), "Effectively Unbiased FID
   and Inception Score and where to find them": the metric at several sample counts N, a
   least-squares line in 1/N, and its intercept (the value at N = ∞) with the intercept's
@@ -24,8 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-__all__ = ["Extrapolation", "SeedInterval", "auroc_interval", "extrapolate_to_infinity", "holm_reject",
-           "ranks_from_stats", "seed_interval", "significance_ranks"]
+__all__ = ["NORMAL_N", "Extrapolation", "RunInterval", "SeedInterval", "auroc_interval", "draws_interval",
+           "extrapolate_to_infinity", "holm_reject", "normal_interval", "ranks_from_stats", "seed_interval",
+           "significance_ranks"]
 
 #: The confidence level of every interval evalgen prints, and the test level of its ranks.
 CONFIDENCE = 0.95
@@ -56,6 +60,53 @@ def seed_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Se
     std = float(clean.std(ddof=1))
     half = float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return SeedInterval(mean, std, n, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class RunInterval:
+    """The uncertainty of one run's number, stored in its record (``to_dict``).
+
+    ``value`` is the number reported; ``standard_error`` its standard error; ``dof`` the degrees
+    of freedom of that error (R - 1 over R draws; None: a normal quantile); ``low``/``high`` the
+    two-sided interval at ``confidence``; ``method`` says in words how it was obtained.
+    """
+
+    value: float
+    standard_error: float
+    dof: float | None
+    low: float
+    high: float
+    method: str
+    confidence: float = CONFIDENCE
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "standard_error": self.standard_error, "dof": self.dof, "low": self.low,
+                "high": self.high, "method": self.method, "confidence": self.confidence}
+
+    def as_stats(self) -> tuple[float, float, int]:
+        """(mean, std, n) with std / sqrt(n) = the standard error, for Welch's test against other
+        rows (`ranks_from_stats`); a normal quantile is n = 10^6."""
+        n = NORMAL_N if self.dof is None else round(self.dof) + 1
+        return self.value, self.standard_error * math.sqrt(n), n
+
+
+#: The sample size that stands for "a normal quantile" when an interval is tested (`RunInterval.as_stats`).
+NORMAL_N = 10**6
+
+
+def draws_interval(values: Sequence[float], method: str, confidence: float = CONFIDENCE) -> RunInterval | None:
+    """The Student-t interval of the mean of R >= 2 independent draws' values; None with fewer."""
+    seeds = seed_interval(values, confidence)
+    if seeds.n < 2 or seeds.std is None:
+        return None
+    return RunInterval(seeds.mean, seeds.std / math.sqrt(seeds.n), seeds.n - 1, seeds.low, seeds.high, method,
+                       confidence)
+
+
+def normal_interval(value: float, standard_error: float, method: str, confidence: float = CONFIDENCE) -> RunInterval:
+    """value ± z · standard_error (z the normal quantile of ``confidence``)."""
+    half = float(scipy.stats.norm.ppf(0.5 + confidence / 2)) * standard_error
+    return RunInterval(value, standard_error, None, value - half, value + half, method, confidence)
 
 
 @dataclass(frozen=True)
