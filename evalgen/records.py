@@ -5,7 +5,10 @@ crafted): `read_record` parses it strictly (`evalgen.storage.read_json`: no NaN 
 validates it against the schema (`evalgen.record_schema`) and checks that it is what its file
 name says it is (`check_identity`), so that a record is only ever reused or published as the run
 it really is. It returns the typed record (`evalgen.record_types.RunRecord`); a record of schema 1
-is upgraded on reading (`upgrade`), so records written by earlier versions still load.
+is upgraded on reading (`upgrade`), so records written by earlier versions still load, and a
+likelihood that earlier versions labelled untruly (a flow on dequantized data called exact, the
+DBM's estimated bound called a bound) reads back labelled truly, its numbers unchanged
+(`relabel_likelihood`).
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from evalgen.errors import EvalgenError
+from evalgen.metrics.nll import discrete_likelihood
 from evalgen.record_schema import SCHEMA, SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_NAME, SCHEMA_VERSION, validate_record
 from evalgen.record_types import EXTERNAL_PLUGIN, EXTERNAL_SAMPLES, REEVALUATED, Origin, RunRecord
 from evalgen.runspec import RunSpec
 from evalgen.storage import atomic_write_bytes, check_real_folder, read_json
-from evalgen.types import LikelihoodKind
+from evalgen.types import Likelihood, LikelihoodKind, Representation
 
 __all__ = ["RECORDS_DIR", "SCHEMA", "SCHEMA_NAME", "SCHEMA_VERSION", "atomic_write_bytes", "check_identity",
-           "ensure_writable", "find_record", "read_record", "record_path", "upgrade", "upgrade_3", "write_record"]
+           "ensure_writable", "find_record", "read_record", "record_path", "relabel_likelihood", "true_likelihood",
+           "upgrade", "upgrade_3", "write_record"]
 
 RECORDS_DIR = "records"
 #: Relative tolerance of the bits/dim a record states against the one its nats give.
@@ -147,6 +152,61 @@ def upgrade_3(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "schema": SCHEMA, "origin": {"kind": "trained", "samples": None, "reevaluation": None}}
 
 
+#: The default outlier score's label (`evalgen.harness.evaluation.DEFAULT_OUTLIER_SCORE`).
+_DEFAULT_SCORE = "-log p(x) / D"
+#: Estimators that earlier evalgens called a lower bound but that are estimates of one, and what
+#: they are called now: the DBM's mean-field bound with an AIS log Z (log Z-hat errs low in
+#: expectation, so the "bound" can exceed log p and flatter the NLL).
+ESTIMATED_BOUNDS = {"mean-field bound, log Z by AIS": "estimate of a lower bound: mean-field ELBO, log Z by AIS"}
+
+
+def true_likelihood(model: dict[str, Any]) -> tuple[Likelihood, Likelihood] | None:
+    """(what a record's ``model`` section says, what it should say) for a record written before its
+    label was made true, or None when the label is true already:
+
+    * a declared-exact density on dequantized data, scored with one noise draw per example: the
+      single-draw uniform dequantization bound (a lower bound on log P(x), `discrete_likelihood`);
+    * a lower bound named in `ESTIMATED_BOUNDS` (the DBM's): an estimate of that bound."""
+    kind, label = LikelihoodKind(model["likelihood_kind"]), model["likelihood"]
+    estimator = label[label.index(" (") + 2:-1] if label.endswith(")") and " (" in label else kind.value
+    said = Likelihood(kind, estimator)
+    if model["representation"] == Representation.DEQUANTIZED.value and kind is LikelihoodKind.EXACT:
+        return said, discrete_likelihood(said, Representation.DEQUANTIZED, 1)
+    for old, new in ESTIMATED_BOUNDS.items():
+        if kind is LikelihoodKind.LOWER_BOUND and estimator.startswith(old):
+            return said, Likelihood(LikelihoodKind.ESTIMATE, new + estimator[len(old):])
+    return None
+
+
+def _relabelled_score(score: str, said: Likelihood, true: Likelihood) -> str:
+    """An outlier score's label, with the likelihood behind it named as ``true`` (its K kept)."""
+    if score == _DEFAULT_SCORE and said.kind is LikelihoodKind.EXACT:
+        return f"{_DEFAULT_SCORE} ({true.kind.value}: {true.estimator})"
+    old_head = f"{_DEFAULT_SCORE} ({said.kind.value}: "
+    for old, new in ESTIMATED_BOUNDS.items():
+        if score.startswith(old_head + old):
+            return f"{_DEFAULT_SCORE} ({true.kind.value}: {new}{score[len(old_head + old):]}"
+    return score
+
+
+def relabel_likelihood(record: dict[str, Any]) -> dict[str, Any]:
+    """A validated record with its likelihood labelled truly (`true_likelihood`): the model's
+    label and kind, the test NLL's kind and estimator, and the outlier score's label; no number
+    changes. Records written since say it themselves and are returned as they are."""
+    found = true_likelihood(record["model"])
+    if found is None:
+        return record
+    said, true = found
+    model = {**record["model"], "likelihood": true.label, "likelihood_kind": true.kind.value}
+    metrics = dict(record["metrics"])
+    nll, outliers = metrics.get("test_nll"), metrics.get("outliers")
+    if isinstance(nll, dict) and "skipped" not in nll:
+        metrics["test_nll"] = {**nll, "kind": true.kind.value, "estimator": true.estimator}
+    if isinstance(outliers, dict) and isinstance(outliers.get("score"), str):
+        metrics["outliers"] = {**outliers, "score": _relabelled_score(outliers["score"], said, true)}
+    return {**record, "model": model, "metrics": metrics}
+
+
 def read_record(path: Path) -> RunRecord:
     """A record read strictly and validated; anything wrong is one EvalgenError naming ``path``."""
     if path.is_symlink():  # a link could make a record of any file, and an error message quote it
@@ -161,7 +221,7 @@ def read_record(path: Path) -> RunRecord:
         record = upgrade_3(record)
     validate_record(record, path)
     check_identity(record, path)
-    return RunRecord.from_dict(record)
+    return RunRecord.from_dict(relabel_likelihood(record))
 
 
 def find_record(out_dir: Path, key: str) -> RunRecord | None:

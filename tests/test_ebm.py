@@ -251,7 +251,8 @@ def test_the_label_names_the_schedule_length():
     label = hooks.evalgen_describe_likelihood(model_name="rbm", dataset=INFOS["tiny"], config=config)
     assert label.with_samples(100).label == "estimate (AIS, T=1000, M=100)"
     dbm = hooks.evalgen_describe_likelihood(model_name="dbm", dataset=INFOS["tiny"], config=_options("dbm"))
-    assert dbm.with_samples(100).label == "lower bound (mean-field bound, log Z by AIS, T=14500, M=100)"
+    assert dbm.with_samples(100).label == (
+        "estimate (estimate of a lower bound: mean-field ELBO, log Z by AIS, T=14500, M=100)")
     assert hooks.evalgen_describe_likelihood(model_name="fvbm", dataset=INFOS["tiny"], config=_options("fvbm")) is None
 
 

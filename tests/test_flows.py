@@ -92,6 +92,8 @@ def grid(lo: float, hi: float, n: int) -> tuple[torch.Tensor, float]:
 
 
 def test_family_declares_three_exact_dequantized_models():
+    """Exact densities of the dequantized values (the harness, not the plugin, reports the bound
+    they give on the discrete likelihood: tests/test_likelihood_labels.py)."""
     info = flows.evalgen_family()
     assert info.name == "flows"
     assert [m.name for m in info.models] == MODELS

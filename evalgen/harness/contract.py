@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from evalgen.errors import EvalgenError, PluginContractError
+from evalgen.metrics.nll import discrete_likelihood
 from evalgen.plugins import FamilyHooks
 from evalgen.types import Batch, DatasetInfo, Likelihood, LikelihoodKind, ModelSpec, Representation, TrainState
 
@@ -28,12 +29,18 @@ class CheckedHooks:
     line naming the plugin, the model and the hook."""
 
     def __init__(self, hooks: FamilyHooks, spec: ModelSpec, importance_samples: int = 1,
-                 valid_importance_samples: int = 1) -> None:
+                 valid_importance_samples: int = 1, representation: Representation | None = None,
+                 dequantization_samples: int = 1) -> None:
         self.hooks = hooks
         self.spec = spec
         self.where = f"plugin '{hooks.family.name}' model '{spec.name}'"
         self.importance_samples = int(importance_samples)
         self.valid_importance_samples = int(valid_importance_samples)
+        #: How the run's data reach the model (None: not known, as in the conformance kit): on
+        #: dequantized data the likelihood is relabelled as the data's (`discrete_likelihood`).
+        self.representation = representation
+        #: K, the noise draws per test example on dequantized data (``budget.dequantization_samples``).
+        self.dequantization_samples = int(dequantization_samples)
         #: What log_prob is under this run's options (`describe_likelihood`); the spec's until then.
         self.declared = spec.likelihood
 
@@ -43,8 +50,15 @@ class CheckedHooks:
 
     @property
     def likelihood(self) -> Likelihood:
-        """The model's likelihood as the test set is scored: sample counts filled in."""
-        return self.declared.with_samples(self.importance_samples)
+        """The model's likelihood as the test set is scored: sample counts filled in, and what it
+        is of the data's discrete values (a density on dequantized data: a bound, K draws)."""
+        return self.likelihood_with(self.importance_samples, self.dequantization_samples)
+
+    def likelihood_with(self, importance_samples: int, dequantization_samples: int = 1) -> Likelihood:
+        """The likelihood as scored with these sample counts (validation and outlier scores:
+        one noise draw); the one place a declared likelihood becomes what a record says."""
+        found = self.declared.with_samples(importance_samples)
+        return discrete_likelihood(found, self.representation, dequantization_samples)
 
     def describe_likelihood(self, dataset: DatasetInfo, config: Mapping[str, Any]) -> Likelihood:
         """Ask the family what log_prob is under ``config`` (optional hook); keep it in ``declared``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
 import torch
@@ -23,6 +24,14 @@ def to_representation(x: torch.Tensor, representation: Representation, levels: i
         return x
     noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return (x + noise) / levels
+
+
+def dequantization_seed(draw: int) -> int:
+    """The seed of the test set's dequantization noise for draw ``draw`` (0, 1, ... K - 1): draw 0
+    is the noise `evaluation_inputs` draws from `EVAL_NOISE_SEED` (after the validation subset's),
+    the others come from their own generators, seeded from it and the index by SHA-256."""
+    digest = hashlib.sha256(f"{EVAL_NOISE_SEED}/dequantization/{draw}".encode()).digest()
+    return int.from_bytes(digest[:6], "little")
 
 
 def evaluation_inputs(dataset: Dataset, representation: Representation,
@@ -56,6 +65,8 @@ class ModelData:
         self.train_x = dataset.train.x.to(device)
         self.train_y = None if dataset.train.y is None else dataset.train.y.to(device)
         self.valid_x, self.test_x = evaluation_inputs(dataset, representation, device)
+        #: the test set's stored values (on the CPU): further dequantization draws start from them
+        self.test_values = dataset.test.x
         self.test_y = dataset.test.y
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:

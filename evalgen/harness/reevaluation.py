@@ -98,6 +98,9 @@ def _resolved(record: RunRecord, settings: EvalSettings, ctx: RunContext) -> Res
             raise EvalgenError(f"{run.label}: its likelihood ({run.hooks.likelihood.label}) takes no importance "
                                f"samples; leave out --importance-samples")
         run.hooks.importance_samples = settings.importance_samples  # the test K; validation's was training's
+    # The original's dequantization draws (1 for records older than them): its training block,
+    # budget included, is this record's, and the original settings give the original numbers.
+    run.hooks.dequantization_samples = record.training.budget.dequantization_samples
     if settings.num_samples is not None:
         run = dataclasses.replace(run, budget=dataclasses.replace(run.budget, num_samples=settings.num_samples))
     return run

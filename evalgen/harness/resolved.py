@@ -73,7 +73,8 @@ def resolve_run(spec: RunSpec, plugins: Plugins, dataset: Dataset) -> ResolvedRu
     info = dataset.info(model.representation_for(dataset.kind))
     test_k = budget.importance_samples if spec.importance_samples is None else spec.importance_samples
     hooks = CheckedHooks(plugins.hooks(spec.plugin), model, importance_samples=test_k,
-                         valid_importance_samples=min(budget.valid_importance_samples, test_k))
+                         valid_importance_samples=min(budget.valid_importance_samples, test_k),
+                         representation=info.representation, dequantization_samples=budget.dequantization_samples)
     hooks.describe_likelihood(info, options)
     return ResolvedRun(spec, family, model, budget, dataset, info, hooks, options,
                        None if declared is None else options)

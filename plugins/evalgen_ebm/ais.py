@@ -55,6 +55,10 @@ class LogZEstimate:
     #: (sum w)^2 / sum w^2: how many chains the estimate effectively rests on. Far below
     #: ``chains`` means the weights are degenerate and log Z is probably underestimated.
     effective_chains: float = 0.0
+    #: The standard error of log Z-hat (nats) by the delta method, std(w) / (sqrt(M) mean(w))
+    #: (`log_mean_standard_error`); None with one chain. It says nothing of the bias of a
+    #: degenerate estimate (chains that never reach a mode): see ``effective_chains``.
+    log_z_standard_error: float | None = None
 
     @property
     def degenerate(self) -> bool:
@@ -66,6 +70,21 @@ class LogZEstimate:
             d["lower"] = None  # records are strict JSON
         d["degenerate"] = self.degenerate
         return d
+
+
+def log_mean_standard_error(log_weights: torch.Tensor) -> float | None:
+    """The delta-method standard error of log mean(w) from M log weights (M,), in nats:
+    std(w) / (sqrt(M) mean(w)), the unbiased std, None for M < 2.
+
+    Computed in log space: with r = exp(log w - log mean w), the weights relative to their mean
+    (r <= M, so nothing overflows, and the mean's own scale cancels), it is std(r) / sqrt(M)."""
+    log_w = log_weights.detach().double().flatten().cpu()
+    m = log_w.numel()
+    if m < 2:
+        return None
+    log_mean = torch.logsumexp(log_w, 0) - math.log(m)
+    relative = torch.exp(log_w - log_mean)
+    return float(relative.std(unbiased=True)) / math.sqrt(m)
 
 
 def estimate_log_z(log_weights: torch.Tensor, log_z_base: float, steps: int) -> LogZEstimate:
@@ -82,7 +101,7 @@ def estimate_log_z(log_weights: torch.Tensor, log_z_base: float, steps: int) -> 
     std = float(log_w.std(unbiased=True)) if m > 1 else 0.0
     effective = float(w.sum() ** 2 / (w**2).sum())
     return LogZEstimate(log_z_base + log_mean, log_z_base + lower, log_z_base + upper, log_z_base, m, steps, std,
-                        effective)
+                        effective, log_mean_standard_error(log_w))
 
 
 def _softplus(x: torch.Tensor) -> torch.Tensor:

@@ -95,6 +95,8 @@ class EnergyModel(nn.Module):
         runs = self.last_runs
         details: dict[str, Any] = {
             "log_z": self.last_estimate.log_z,
+            # shifts every test example's log p at once: the harness adds it to the test set's error
+            "log_z_standard_error": self.last_estimate.log_z_standard_error,
             "estimator": "AIS (Salakhutdinov & Murray 2008): the larger log Z of two runs, from the data's "
                          "base rate and from the uniform distribution, each with M chains; lower/upper: log of "
                          "the mean weight -/+ 3 standard errors",
