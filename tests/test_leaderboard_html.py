@@ -68,6 +68,8 @@ def test_the_page_renders_sorts_by_column_and_shows_its_images(page, browser, tm
     broken = browser.execute_script(
         "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);")
     assert browser.execute_script("return document.images.length;") > 0 and broken == []
+    sources = browser.execute_script("return Array.from(document.images, i => i.getAttribute('src'));")
+    assert "assets/digits--unit--dots--fid.png" in sources and "assets/digits--unit--nll-vs-fid.png" in sources
 
     shot = tmp_path / "leaderboard.png"
     assert browser.save_screenshot(str(shot))

@@ -15,11 +15,14 @@ Output layout (DIR), every file byte-for-byte the same when rebuilt from the sam
     protocol.md        datasets, budgets, hardware, versions; a command to reproduce every row
     assets/<row>--samples.png   the lowest finished seed's sample grid (copied from the run)
     assets/<row>--curve.png     validation NLL against training time, one line per seed
+    assets/<board>--dots--<column>.png   per ranked column: each row's value, 95 % interval (`figures`)
+    assets/<board>--nll-vs-fid.png       test NLL against FID; implicit models on the FID axis alone
     .evalgen-leaderboard.json   the manifest: every file above with its sha256, written last
 
 ``<row>`` is the records' key without the seed, e.g. ``vae--iwae--mnist--quick``, if that is a
 safe file name (letters, digits and ``. _ -``), else a sanitised form of it with a hash
-(`publish.asset_path`). A leaderboard kept in the repository lives in ``leaderboards/<name>/``
+(`publish.asset_path`); ``<board>`` is ``<dataset>--<budget>``, ``<column>`` the column's name.
+A leaderboard kept in the repository lives in ``leaderboards/<name>/``
 with its records in ``leaderboards/<name>/runs/`` and is rebuilt with
 ``evalgen leaderboard leaderboards/<name>/runs --out leaderboards/<name>``.
 

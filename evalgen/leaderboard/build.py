@@ -10,6 +10,7 @@ from pathlib import Path
 from evalgen.leaderboard.board import Board, Row, build_boards, capabilities
 from evalgen.leaderboard.collect import collect_records
 from evalgen.leaderboard.escape import clean_text
+from evalgen.leaderboard.figures import BoardFigure, board_figures
 from evalgen.leaderboard.formats import leaderboard_csv, leaderboard_latex, leaderboard_markdown
 from evalgen.leaderboard.html import leaderboard_html
 from evalgen.leaderboard.plots import learning_curve, sample_grid
@@ -44,6 +45,21 @@ def _assets(boards: list[Board], runs_dir: Path,
     return files, links
 
 
+def _board_figures(boards: list[Board], columns: Sequence[TableColumn], files: dict[str, bytes],
+                   report: Callable[[str], None]) -> dict[str, list[BoardFigure]]:
+    """Each board's interval and trade-off figures (`figures`), added to ``files``; by board slug."""
+    shown: dict[str, list[BoardFigure]] = {}
+    for board in boards:
+        for figure in board_figures(board, columns):
+            if figure.path in files:  # never overwrite a row's image (or another board's)
+                report(f"{figure.path}: this figure of {clean_text(board.title)} is named like another image; "
+                       f"it is left out")
+                continue
+            files[figure.path] = figure.payload
+            shown.setdefault(board.slug, []).append(figure)
+    return shown
+
+
 def leaderboard_files(runs_dir: Path, out_dir: Path, report: Callable[[str], None] = print,
                       columns: Sequence[TableColumn] | None = None) -> dict[str, bytes]:
     """Every file of the leaderboard, by path relative to ``out_dir``; nothing is written.
@@ -54,12 +70,13 @@ def leaderboard_files(runs_dir: Path, out_dir: Path, report: Callable[[str], Non
     boards = build_boards(found, columns)
     abilities = capabilities(found)
     files, links = _assets(boards, runs_dir, report)
+    figures = _board_figures(boards, columns, files, report)
     runs_relative = shlex.quote(os.path.relpath(runs_dir.resolve(), out_dir.resolve()))
     texts = {
         "leaderboard.md": leaderboard_markdown(boards, abilities, links, len(found)),
         "leaderboard.csv": leaderboard_csv(boards, columns),
         "leaderboard.tex": leaderboard_latex(boards, abilities),
-        "index.html": leaderboard_html(boards, abilities, links, len(found)),
+        "index.html": leaderboard_html(boards, abilities, links, len(found), figures),
         "protocol.md": protocol_markdown(found, boards, runs_relative),
     }
     return {**files, **{name: text.encode() for name, text in texts.items()}}

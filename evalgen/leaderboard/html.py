@@ -1,5 +1,6 @@
-"""The leaderboard as one static page: sortable tables (inline script, no network), sample grids
-and learning curves (relative links into assets/).
+"""The leaderboard as one static page: sortable tables (inline script, no network), each board's
+interval and trade-off figures (`figures`), sample grids and learning curves (relative links into
+assets/).
 
 Every piece of text, in elements and in (always double-quoted) attributes alike, goes through
 `html_text`: record text cannot open a tag or an attribute, and the page's one script is evalgen's.
@@ -7,10 +8,12 @@ Every piece of text, in elements and in (always double-quoted) attributes alike,
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import astuple
 
 from evalgen.leaderboard.board import Board, Capability, Cell, Column, Row
 from evalgen.leaderboard.escape import html_text
+from evalgen.leaderboard.figures import INTERVALS, TRADEOFF, BoardFigure
 from evalgen.leaderboard.formats import CAPABILITY_HEADERS, CAPABILITY_NOTE, GENERATED, legend, rank_note
 
 __all__ = ["leaderboard_html"]
@@ -116,6 +119,31 @@ def _gallery(board: Board, assets: dict[str, dict[str, str]]) -> str:
             + "\n".join(figures) + "\n</div>")
 
 
+#: A board's figure sections (`evalgen.leaderboard.figures`): heading and how to read them.
+FIGURE_SECTIONS = (
+    (INTERVALS, "Intervals",
+     "Each ranked column: a dot at each model's value, a bar for its 95 % interval. Filled dot, solid bar: the "
+     "mean over seeds and its Student-t interval; open dot, dashed bar: one seed, the run's own interval; open "
+     "grey dot, no bar: one seed whose record has no interval. NLL markers: circle exact, downward "
+     "triangle upper bound (≤), diamond estimate (≈)."),
+    (TRADEOFF, "Likelihood against sample quality",
+     "Test NLL against FID, one labelled point per model, with both 95 % intervals (as above). Models without a "
+     "likelihood are shown on the FID axis alone, in the strip below."),
+)
+
+
+def _figures(figures: Sequence[BoardFigure]) -> str:
+    """The board's figures, a section each (`FIGURE_SECTIONS`), after its table."""
+    parts = []
+    for section, heading, note in FIGURE_SECTIONS:
+        images = "\n".join(f'<figure><img src="{html_text(f.path)}" alt="{html_text(f.alt)}">'
+                           f"</figure>" for f in figures if f.section == section)
+        if images:
+            parts.append(f"<h3>{html_text(heading)}</h3>\n<p>{html_text(note)}</p>\n"
+                         f'<div class="gallery">\n{images}\n</div>')
+    return "\n".join(parts)
+
+
 def _capability_row(capability: Capability) -> str:
     cells = "".join(f'<td data-sort="{text}">{text}</td>' for text in map(html_text, astuple(capability)))
     return f"<tr>{cells}</tr>"
@@ -129,13 +157,16 @@ def _capabilities(capabilities: list[Capability]) -> str:
 
 
 def leaderboard_html(boards: list[Board], capabilities: list[Capability], assets: dict[str, dict[str, str]],
-                     num_records: int) -> str:
+                     num_records: int, figures: Mapping[str, Sequence[BoardFigure]] | None = None) -> str:
+    """The page. ``figures``: each board's figures by board slug (none without)."""
+    figures = figures or {}
     items = "".join(f"<li>{html_text(line)}</li>" for line in legend())
     links = " · ".join(f'<a href="#{html_text(b.slug)}">{html_text(b.title)}</a>' for b in boards)
     sections = []
     for board in boards:
         sections.append(f'<section id="{html_text(board.slug)}">\n<h2>{html_text(board.title)}</h2>\n{_table(board)}\n'
-                        f"<p>{html_text(rank_note(board))}</p>\n{_gallery(board, assets)}\n</section>")
+                        f"<p>{html_text(rank_note(board))}</p>\n{_figures(figures.get(board.slug, ()))}\n"
+                        f"{_gallery(board, assets)}\n</section>")
     return f"""<!DOCTYPE html>
 <!-- {html_text(GENERATED)} -->
 <html lang="en">
