@@ -175,6 +175,7 @@ def _run(out, *extra):
     return json.loads(next((out / "records").glob("*.json")).read_text())
 
 
+@pytest.mark.long  # 30-45 s: CI runs it after the suite (.ci/run)
 def test_same_command_same_record_on_an_idle_and_a_loaded_machine(tmp_path):
     idle = _run(tmp_path / "idle")
     burners = [multiprocessing.Process(target=_burn, args=(120,)) for _ in range(multiprocessing.cpu_count())]

@@ -130,6 +130,7 @@ def _binarized_mnist_rbm(data_copy, persistent: bool) -> tuple[RBM, torch.Tensor
     return rbm, data.test.x.flatten(1)
 
 
+@pytest.mark.long  # 30-45 s: CI runs it after the suite (.ci/run)
 def test_ais_on_an_rbm_trained_on_binarized_mnist_is_within_0_1_nats_of_exact(data_copy):
     """Acceptance: 784 visible x 16 hidden, trained with PCD on binarized MNIST, exact log Z over
     the 2^16 hidden states; the default schedule (14,500 temperatures, 100 chains) within 0.1 nats."""

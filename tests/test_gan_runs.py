@@ -102,6 +102,7 @@ def test_a_discriminator_that_wins_for_the_window_is_recorded_as_diverged(tmp_pa
     assert record.training.losses["loss/discriminator"]  # the trace up to the divergence is kept
 
 
+@pytest.mark.long  # 30-45 s: CI runs it after the suite (.ci/run)
 def test_wgan_gp_covers_the_eight_gaussians_within_5000_steps(tmp_path):
     """A step-bound regression check of the quick-budget acceptance run below."""
     ctx = _context(tmp_path)

@@ -71,6 +71,7 @@ def ppca():
     return model, x, torch.from_numpy(exact), (expected_log_lik - kl)
 
 
+@pytest.mark.long  # 30-45 s: CI runs it after the suite (.ci/run)
 def test_ppca_elbo_equals_its_closed_form(ppca):
     model, x, exact, elbo = ppca
     torch.manual_seed(0)
