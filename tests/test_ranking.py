@@ -115,3 +115,24 @@ def test_single_seed_rows_are_tested_with_their_own_draws_interval():
     assert cells["plain"].startswith("20.00") and "[" not in cells["plain"].split(" [digits")[0]
     infinity = [c.name for c in board.columns].index("fid_infinity")
     assert all(row.cells[infinity].text.startswith("—") for row in board.rows)  # no record has FID∞
+
+
+@pytest.mark.parametrize("interval", [
+    "not a mapping", ["low", "high"], {"low": 1.0}, {"low": 6.0, "high": 4.0, "standard_error": 0.1, "dof": 4},
+    {"low": "4", "high": 6.0, "standard_error": 0.1, "dof": 4}, {"low": 4.0, "high": 6.0, "standard_error": -1.0},
+    {"low": 4.0, "high": 6.0, "standard_error": 0.1, "dof": 0}, {"low": True, "high": 6.0, "standard_error": 0.1},
+    {"low": 4.0, "high": 1e400, "standard_error": 0.1},
+])
+def test_a_malformed_interval_in_a_record_is_no_interval_never_a_wrong_one(interval):
+    """A record is untrusted: an interval of the wrong shape, type, order or sign (or an infinity)
+    is left out, the row shows its value alone and is ordered by value, and nothing crashes."""
+    found = _found("a", None, 5.0, 7.0)
+    section = {**found.record.metrics["sample_quality"], "draws": {"metrics": {"fid": {"mean": 5.0,
+                                                                                       "interval": interval}}}}
+    record = dataclasses.replace(found.record, metrics={**found.record.metrics, "sample_quality": section})
+    (board,) = build_boards([dataclasses.replace(found, record=record), _found("b", None, 5.5, 7.0)],
+                            builtin_columns())
+    index = [c.name for c in board.columns].index("fid")
+    cells = {row.model: row.cells[index] for row in board.rows}
+    assert cells["a"].text.startswith("5.00") and "[" not in cells["a"].text.removesuffix(" [digits-classifier]")
+    assert (cells["a"].rank, cells["b"].rank) == (1, 2)
