@@ -140,7 +140,16 @@ BAD = {
                                    ["holds external samples: there is no model to evaluate again"]),
     "a record whose origin was edited": (lambda runs: _edit_origin(runs), f"{KEY}--eval", [],
                                          ["its key", "is not the key of its spec"]),
+    "a record asking for a huge number of draws": (lambda runs: _edit_budget(runs, sample_draws=10**9), KEY, [],
+                                                   ["sample_draws=1000000000", "more than budget 'smoke' takes"]),
 }
+
+
+def _edit_budget(runs, **fields) -> None:
+    path = runs / "records" / f"{KEY}.json"
+    record = json.loads(path.read_text())
+    record["training"]["budget"].update(fields)
+    path.write_text(json.dumps(record))
 
 
 def _run_flow(runs) -> None:

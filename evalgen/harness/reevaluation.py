@@ -98,12 +98,24 @@ def _resolved(record: RunRecord, settings: EvalSettings, ctx: RunContext) -> Res
             raise EvalgenError(f"{run.label}: its likelihood ({run.hooks.likelihood.label}) takes no importance "
                                f"samples; leave out --importance-samples")
         run.hooks.importance_samples = settings.importance_samples  # the test K; validation's was training's
-    # The original's dequantization draws (1 for records older than them): its training block,
-    # budget included, is this record's, and the original settings give the original numbers.
-    run.hooks.dequantization_samples = record.training.budget.dequantization_samples
+    # The original's sample and dequantization draws (1 for records older than them): its training
+    # block, budget included, is this record's, and the original settings give the original numbers.
+    # A record is untrusted: more draws than its budget takes here is refused, not run.
+    theirs = record.training.budget
+    for field in DRAW_FIELDS:
+        if getattr(theirs, field) > getattr(run.budget, field):
+            raise EvalgenError(f"{record.key}: its budget says {field}={getattr(theirs, field)}, more than budget "
+                               f"'{run.budget.name}' takes ({getattr(run.budget, field)}); it is not a record of "
+                               f"that budget")
+    run.hooks.dequantization_samples = theirs.dequantization_samples
+    budget = dataclasses.replace(run.budget, sample_draws=theirs.sample_draws)
     if settings.num_samples is not None:
-        run = dataclasses.replace(run, budget=dataclasses.replace(run.budget, num_samples=settings.num_samples))
-    return run
+        budget = dataclasses.replace(budget, num_samples=settings.num_samples)
+    return dataclasses.replace(run, budget=budget)
+
+
+#: The budget's draw counts a re-evaluation takes from the original record.
+DRAW_FIELDS = ("sample_draws", "dequantization_samples")
 
 
 def _chosen_metrics(settings: EvalSettings, ctx: RunContext) -> frozenset[str] | None:
