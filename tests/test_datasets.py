@@ -34,6 +34,7 @@ FILE_DATASETS = {
     "mnist": ("MNIST/raw", mnist.IDX_FILES, "train-labels-idx1-ubyte.gz"),
     "fashion-mnist": ("FashionMNIST/raw", mnist.IDX_FILES, "t10k-labels-idx1-ubyte.gz"),
     "binarized-mnist": ("binarized_mnist", tuple(mnist.BINARIZED_MNIST_SHA256), "binarized_mnist_valid.amat"),
+    "binarized-fashion-mnist": ("FashionMNIST/raw", mnist.IDX_FILES, "train-labels-idx1-ubyte.gz"),
 }
 CLOSED_FORM_TOYS = ["eight-gaussians", "grid-gaussians", "checkerboard", "rings"]
 
@@ -91,14 +92,16 @@ def test_builtin_hook_registers_every_dataset():
     pm.hook.evalgen_register_datasets(register=registered.append)
     names = [s.name for s in registered]
     assert names == ["digits", "binarized-digits", "tiny-binarized-digits", "mnist", "fashion-mnist",
-                     "binarized-mnist", "eight-gaussians", "grid-gaussians", "checkerboard", "rings", "two-moons"]
+                     "binarized-mnist", "binarized-fashion-mnist", "eight-gaussians", "grid-gaussians", "checkerboard", "rings", "two-moons"]
     for spec in registered:
         assert isinstance(spec, DatasetSpec) and spec.summary and callable(spec.load)
         assert spec.needs_files == (spec.name in FILE_DATASETS)
     kinds = {s.name: s.kind for s in registered}
-    assert kinds["binarized-mnist"] is kinds["binarized-digits"] is kinds["tiny-binarized-digits"] is DataKind.BINARY
+    binary = ["binarized-mnist", "binarized-fashion-mnist", "binarized-digits", "tiny-binarized-digits"]
+    assert all(kinds[name] is DataKind.BINARY for name in binary)
     labelled = {s.name for s in registered if s.labelled}
-    assert labelled == {"digits", "binarized-digits", "tiny-binarized-digits", "mnist", "fashion-mnist"}
+    assert labelled == {"digits", "binarized-digits", "tiny-binarized-digits", "mnist", "fashion-mnist",
+                        "binarized-fashion-mnist"}
     assert kinds["mnist"] is kinds["fashion-mnist"] is kinds["digits"] is DataKind.DISCRETE
     assert all(kinds[t] is DataKind.CONTINUOUS for t in toys.TOYS)
 
@@ -353,6 +356,32 @@ def test_binarized_mnist(loaded, shared_data):
         assert np.array_equal(split.x[-1].reshape(-1).numpy(), last)
 
 
+def test_binarized_fashion_mnist_follows_its_rule(loaded, shared_data, tmp_path):
+    from torchvision.datasets.mnist import read_image_file
+
+    ds = loaded("binarized-fashion-mnist")
+    grey = loaded("fashion-mnist")
+    assert (ds.kind, ds.levels, ds.num_classes, ds.shape) == (DataKind.BINARY, 2, 10, (1, 28, 28))
+    assert [len(ds.train), len(ds.valid), len(ds.test)] == [50_000, 10_000, 10_000]
+    assert ds.feature_extractor == "fashion-mnist-classifier" and "Bernoulli(x/255)" in ds.source
+    for split, grey_split in ((ds.train, grey.train), (ds.valid, grey.valid), (ds.test, grey.test)):
+        assert split.x.dtype == torch.float32 and bool(((split.x == 0) | (split.x == 1)).all())
+        assert torch.equal(split.y, grey_split.y)  # the labels are kept
+        # Each pixel is one Bernoulli(x/255) draw: the mean is within 5 standard errors of E[x/255].
+        p = grey_split.x.double() / 255
+        se = float((p * (1 - p)).sum().sqrt()) / p.numel()
+        assert abs(float(split.x.double().mean() - p.mean())) < 5 * se
+        assert bool((split.x[grey_split.x == 0] == 0).all()) and bool((split.x[grey_split.x == 255] == 1).all())
+    # Independent reference: the documented rule, applied to torchvision's parse of the test images.
+    folder = shared_data / "FashionMNIST/raw"
+    (tmp_path / "test").write_bytes(gzip.decompress((folder / "t10k-images-idx3-ubyte.gz").read_bytes()))
+    images = read_image_file(str(tmp_path / "test")).numpy().astype(np.float64)
+    draw = np.random.default_rng([mnist.FASHION_BINARIZE_SEED, 2]).random((10_000, 1, 28, 28))
+    assert np.array_equal(ds.test.x.numpy(), (draw < images[:, None] / 255).astype(np.float32))
+    rule_checksum = mnist.files_checksum(mnist.idx_fileset(mnist.FASHION_MNIST, ds.name), mnist.FASHION_BINARIZE_RULE)
+    assert ds.checksum == rule_checksum != grey.checksum  # the rule (with its seed) is part of the checksum
+
+
 def test_amat_parser_general_path():
     rows = np.random.default_rng(0).integers(0, 2, size=(3, 784), dtype=np.uint8)
     text = "\r\n".join("\t".join(map(str, r)) + "  " for r in rows).encode()
@@ -363,13 +392,14 @@ def test_amat_parser_general_path():
 
 def test_file_checksums(loaded):
     got = {name: loaded(name).checksum for name in FILE_DATASETS}
-    assert len(set(got.values())) == 3
+    assert len(set(got.values())) == len(FILE_DATASETS)
     assert got["mnist"] == mnist.files_checksum(mnist.idx_fileset(mnist.MNIST), mnist.IDX_SPLIT_RULE)
     # Pinned: these identify the data behind every recorded result; changing them must be deliberate.
     assert got == {
         "mnist": "811f79b83845130a2a28fde6a687feb536b8696956e9e7e5a4e93c8b5cc96003",
         "fashion-mnist": "55b2c3702a2ef63d6c09bdfd1859c5247c9f97e9fe1dbd380c070b26bf536838",
         "binarized-mnist": "d097db27fcff58ab2d871792fa1d26cb5311d1a93f9ada0168564ed9140617b3",
+        "binarized-fashion-mnist": "1fa7856431ce6e6ebac0e6245e374a0ecfde285a40486ea19e9effdd36094120",
     }
 
 

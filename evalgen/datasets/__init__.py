@@ -2,8 +2,8 @@
 
 Built-in datasets (registered by `evalgen.datasets.builtin`): ``digits`` and its binary
 counterparts ``binarized-digits`` and ``tiny-binarized-digits``, ``mnist``, ``fashion-mnist``,
-``binarized-mnist`` and the 2-D toys ``eight-gaussians``, ``grid-gaussians``, ``checkerboard``,
-``rings``, ``two-moons``.
+``binarized-mnist``, ``binarized-fashion-mnist`` and the 2-D toys ``eight-gaussians``,
+``grid-gaussians``, ``checkerboard``, ``rings``, ``two-moons``.
 """
 
 from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, Split, tensor_checksum

@@ -6,6 +6,10 @@ Layout under the data directory (the one ``torchvision.datasets`` uses under its
     FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
     binarized_mnist/binarized_mnist_{train,valid,test}.amat
 
+``binarized-fashion-mnist`` is made from the Fashion-MNIST files: each grey level is binarized once,
+Bernoulli(x/255), with a fixed seed per split (as ``binarized-digits``), so every model sees the
+same draw and the rule is part of the checksum. It is binarized MNIST's outlier partner.
+
 The ``.gz`` files are decompressed in memory (nothing is extracted next to them, unlike
 ``torchvision.datasets.MNIST``), and every file is checked against the digest embedded below
 each time it is read: MD5 for the idx files (the sums torchvision uses), SHA-256 for the
@@ -15,6 +19,7 @@ Splits:
     mnist, fashion-mnist: train = the first 50 000 of the official 60 000 training images,
         valid = the last 10 000 of them, test = the official 10 000 test images.
     binarized-mnist: the published 50 000 / 10 000 / 10 000 files, in file order.
+    binarized-fashion-mnist: the fashion-mnist splits.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 import torch
 
 from evalgen.datasets.base import Dataset, DatasetSpec, LoadContext, Split
+from evalgen.datasets.digits import binarize
 from evalgen.datasets.files import FileSet, RemoteFile, ensure_files, mirror_urls, read_verified
 from evalgen.errors import DataUnavailableError
 from evalgen.types import DataKind
@@ -61,6 +67,11 @@ NUM_TRAIN = 50_000  #: first 50 000 official training images
 NUM_VALID = 10_000  #: last 10 000 official training images
 IDX_SPLIT_RULE = "train=official_train[:50000] valid=official_train[50000:60000] test=official_test; v1"
 BINARIZED_SPLIT_RULE = "train/valid/test = binarized_mnist_{train,valid,test}.amat in file order; v1"
+#: Seed of binarized-fashion-mnist's fixed draw (with the split index: train 0, valid 1, test 2).
+FASHION_BINARIZE_SEED = 20_261_204
+FASHION_BINARIZE_RULE = (f"binarized-fashion-mnist: {IDX_SPLIT_RULE}; per split s (train=0, valid=1, test=2): "
+                         f"x = numpy.default_rng([{FASHION_BINARIZE_SEED}, s]).random((N, 1, 28, 28)) "
+                         f"< x / 255 (float64); v1")
 
 
 @dataclass(frozen=True)
@@ -93,9 +104,10 @@ def torchvision_mirrors(class_name: str) -> tuple[str, ...]:
     return tuple(getattr(torchvision.datasets, class_name).mirrors)
 
 
-def idx_fileset(spec: _IdxDataset) -> FileSet:
+def idx_fileset(spec: _IdxDataset, dataset: str | None = None) -> FileSet:
+    """``spec``'s files, named in messages as ``dataset`` (default ``spec.name``)."""
     return FileSet(
-        spec.name, spec.folder,
+        dataset or spec.name, spec.folder,
         tuple(RemoteFile(name, "md5", spec.md5[name]) for name in IDX_FILES),
         urls=lambda name: mirror_urls(torchvision_mirrors(spec.torchvision_class), name),
     )
@@ -162,8 +174,8 @@ def _bad_file(dataset: str, path: object, exc: Exception) -> DataUnavailableErro
     )
 
 
-def load_idx_dataset(spec: _IdxDataset, ctx: LoadContext) -> Dataset:
-    fileset = idx_fileset(spec)
+def load_idx_dataset(spec: _IdxDataset, ctx: LoadContext, fileset: FileSet | None = None) -> Dataset:
+    fileset = fileset or idx_fileset(spec)
     folder = ensure_files(fileset, ctx)
     arrays = {}
     for name in IDX_FILES:
@@ -188,6 +200,29 @@ def load_idx_dataset(spec: _IdxDataset, ctx: LoadContext) -> Dataset:
         checksum=files_checksum(fileset, IDX_SPLIT_RULE),
         source=spec.source,
         feature_extractor=spec.feature_extractor,
+    )
+
+
+def load_binarized_fashion_mnist(ctx: LoadContext) -> Dataset:
+    """Fashion-MNIST's splits, each binarized once with a fixed draw (``FASHION_BINARIZE_RULE``)."""
+    fileset = idx_fileset(FASHION_MNIST, "binarized-fashion-mnist")
+    grey = load_idx_dataset(FASHION_MNIST, ctx, fileset)
+    splits = [Split(torch.from_numpy(binarize(split.x.numpy().astype(np.float64) / 255.0,
+                                              FASHION_BINARIZE_SEED, index)), split.y)
+              for index, split in enumerate((grey.train, grey.valid, grey.test))]
+    return Dataset(
+        name="binarized-fashion-mnist",
+        kind=DataKind.BINARY,
+        levels=2,
+        num_classes=10,
+        train=splits[0],
+        valid=splits[1],
+        test=splits[2],
+        checksum=files_checksum(fileset, FASHION_BINARIZE_RULE),
+        source=f"{FASHION_MNIST.source}, binarized once, Bernoulli(x/255), seed [{FASHION_BINARIZE_SEED}, split] "
+               f"(stochastic binarization as Salakhutdinov & Murray 2008)",
+        # The classifier trained on the 256 grey levels, as binarized-mnist uses MNIST's.
+        feature_extractor=FASHION_MNIST.feature_extractor,
     )
 
 
@@ -232,4 +267,8 @@ def dataset_specs() -> list[DatasetSpec]:
         DatasetSpec("binarized-mnist", DataKind.BINARY,
                     "statically binarized MNIST (Larochelle & Murray), 28x28 {0,1}, no labels, 50k/10k/10k",
                     load_binarized_mnist, needs_files=True, shape=(1, 28, 28)),
+        DatasetSpec("binarized-fashion-mnist", DataKind.BINARY,
+                    "Fashion-MNIST binarized once, Bernoulli(x/255) with a fixed seed: 28x28 {0,1}, 10 classes, "
+                    "50k/10k/10k", load_binarized_fashion_mnist, needs_files=True, labelled=True,
+                    shape=(1, 28, 28)),
     ]
