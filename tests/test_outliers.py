@@ -159,7 +159,8 @@ def test_ood_pairs_name_registered_datasets():
     names = set(specs)
     assert OOD_PAIRS["fashion-mnist"] == ["mnist"]
     assert OOD_PAIRS["mnist"] == ["fashion-mnist"]
-    assert OOD_PAIRS["binarized-mnist"] == []
+    assert OOD_PAIRS["binarized-mnist"] == ["binarized-fashion-mnist"]
+    assert OOD_PAIRS["binarized-fashion-mnist"] == ["binarized-mnist"]
     for in_name, out_names in OOD_PAIRS.items():
         assert in_name in names
         assert set(out_names) <= names and in_name not in out_names

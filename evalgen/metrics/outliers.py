@@ -50,9 +50,9 @@ __all__ = ["INTERVAL_METRICS", "OOD_PAIRS", "SYNTHETIC_OUTLIER_KINDS", "TPR_LEVE
 OOD_PAIRS: dict[str, list[str]] = {
     "fashion-mnist": ["mnist"],  # the pair of Nalisnick et al. (2019): the known failure case
     "mnist": ["fashion-mnist"],
-    # No registered dataset is binary 28x28 besides binarized-mnist itself (a binarized
-    # Fashion-MNIST or Omniglot would be the natural partner); use `synthetic_outliers`.
-    "binarized-mnist": [],
+    # The same pair, binarized: Fashion-MNIST binarized once with a fixed seed.
+    "binarized-mnist": ["binarized-fashion-mnist"],
+    "binarized-fashion-mnist": ["binarized-mnist"],
 }
 
 #: The kinds `synthetic_outliers` produces, in the order their seeds are drawn.
