@@ -11,6 +11,7 @@ from evalgen.harness.public_data import load_dataset, split_inputs
 from evalgen.hookspecs import hookimpl
 from evalgen.metrics.bounds import importance_weighted_bound, iwae_likelihood, log_mean_exp
 from evalgen.metrics.columns import MetricColumn
+from evalgen.metrics.outlier_scores import OutlierScore, ScoreContext, ScoredSet
 from evalgen.metrics.registry import NEEDS, MetricInputs, MetricSpec
 from evalgen.types import (
     Batch,
@@ -50,9 +51,12 @@ __all__ = [
     "ModeSet",
     "ModelSpec",
     "Option",
+    "OutlierScore",
     "PluginContractError",
     "Representation",
     "Results",
+    "ScoreContext",
+    "ScoredSet",
     "Split",
     "TrainState",
     "TrainingDiverged",

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from evalgen.budgets import Budget
     from evalgen.datasets.base import DatasetSpec
+    from evalgen.metrics.outlier_scores import OutlierScore
     from evalgen.metrics.registry import MetricSpec
     from evalgen.types import Batch, DatasetInfo, FamilyInfo, Likelihood, TrainState
 
@@ -74,6 +75,25 @@ def evalgen_register_metrics(register: Callable[[MetricSpec], None]) -> None:
 
     :param register: call it with one `evalgen.MetricSpec` per metric; duplicate names are an
         error.
+    :return: nothing.
+    """
+
+
+@hookspec
+def evalgen_register_outlier_scores(register: Callable[[OutlierScore], None]) -> None:
+    """Add outlier scores: what the outlier-detection metric ranks examples by.
+
+    Called once, when the plugin manager is first set up. For every likelihood model on image
+    data, the ``outliers`` metric computes each registered score on the in-distribution test
+    examples and on every outlier set, and records AUROC, AUPR and FPR@95%TPR (with bootstrap
+    intervals) per (score, set) under ``outliers.scores.<name>``; a score whose ``needs`` the
+    model lacks is recorded as skipped, with the reason. Each score gets an AUROC column on the
+    headline set.
+
+    :param register: call it with one `evalgen.OutlierScore` per score: ``compute`` maps a
+        `evalgen.metrics.outlier_scores.ScoredSet` (stored values (N, *shape), log p (N,) in
+        nats, a background model's log p) and a ``ScoreContext`` (D, levels, Ĥ) to (N,) scores,
+        higher = more outlying. Duplicate names are an error.
     :return: nothing.
     """
 

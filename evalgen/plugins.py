@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import os
@@ -16,6 +17,7 @@ from evalgen import hookspecs
 from evalgen.budgets import Budget
 from evalgen.datasets.base import DatasetSpec
 from evalgen.errors import EvalgenError, unknown_name
+from evalgen.metrics.outlier_scores import OutlierScore
 from evalgen.metrics.registry import MetricSpec
 from evalgen.registry import Registry, check_name
 from evalgen.types import FamilyInfo, LikelihoodKind
@@ -110,6 +112,7 @@ class Plugins:
     datasets: Registry[DatasetSpec] = field(default_factory=lambda: Registry("dataset"))
     budgets: Registry[Budget] = field(default_factory=lambda: Registry("budget"))
     metrics: Registry[MetricSpec] = field(default_factory=lambda: Registry("metric"))
+    outlier_scores: Registry[OutlierScore] = field(default_factory=lambda: Registry("outlier score"))
     _family_plugins: dict[str, object] = field(default_factory=dict)
     _hooks: dict[str, FamilyHooks] = field(default_factory=dict)
 
@@ -204,13 +207,30 @@ def _collect_registrations(plugins: Plugins) -> None:
     hooks = plugins.pm.hook
     for hook, registry in ((hooks.evalgen_register_budgets, plugins.budgets),
                            (hooks.evalgen_register_datasets, plugins.datasets),
-                           (hooks.evalgen_register_metrics, plugins.metrics)):
+                           (hooks.evalgen_register_metrics, plugins.metrics),
+                           (hooks.evalgen_register_outlier_scores, plugins.outlier_scores)):
         for impl in hook.get_hookimpls():  # registration order: built-ins first
             owner = impl.plugin_name
             try:
                 impl.function(register=functools.partial(registry.register, owner=owner))
             except Exception as exc:
                 plugins.failures.append(PluginFailure(owner, f"{type(exc).__name__}: {exc}"))
+    _add_score_columns(plugins)
+
+
+def _add_score_columns(plugins: Plugins) -> None:
+    """Give each outlier score a plugin registered an AUROC column of the outliers metric (the
+    built-in scores' columns are declared with it)."""
+    from evalgen.metrics.builtin import BUILTIN_METRICS, score_column
+    from evalgen.metrics.outlier_scores import BUILTIN_SCORES
+
+    builtin = {score.name for score in BUILTIN_SCORES}
+    extra = tuple(score_column(score) for score in plugins.outlier_scores if score.name not in builtin)
+    outliers = next(metric for metric in BUILTIN_METRICS if metric.name == "outliers")
+    if extra and "outliers" in plugins.metrics and plugins.metrics.get("outliers") is outliers:
+        higher = {**outliers.higher_is_better, **{column.field: True for column in extra}}
+        plugins.metrics.replace(dataclasses.replace(outliers, columns=outliers.columns + extra,
+                                                    higher_is_better=higher))
 
 
 def load_plugins(extra: list[tuple[str, object]] | None = None) -> Plugins:

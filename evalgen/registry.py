@@ -58,6 +58,12 @@ class Registry(Generic[T]):
         self._items[item.name] = item
         self._owners[item.name] = owner
 
+    def replace(self, item: T) -> None:
+        """Put ``item`` in place of the registered item of its name (same owner)."""
+        if item.name not in self._items:
+            raise unknown_name(self.what, item.name, self._items)
+        self._items[item.name] = item
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

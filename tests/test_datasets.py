@@ -92,7 +92,8 @@ def test_builtin_hook_registers_every_dataset():
     pm.hook.evalgen_register_datasets(register=registered.append)
     names = [s.name for s in registered]
     assert names == ["digits", "binarized-digits", "tiny-binarized-digits", "mnist", "fashion-mnist",
-                     "binarized-mnist", "binarized-fashion-mnist", "eight-gaussians", "grid-gaussians", "checkerboard", "rings", "two-moons"]
+                     "binarized-mnist", "binarized-fashion-mnist", "eight-gaussians", "grid-gaussians", "checkerboard",
+                     "rings", "two-moons"]
     for spec in registered:
         assert isinstance(spec, DatasetSpec) and spec.summary and callable(spec.load)
         assert spec.needs_files == (spec.name in FILE_DATASETS)

@@ -211,6 +211,23 @@ def _metric_column_is_everywhere(tmp_path: Path, cell: str) -> None:
     assert re.search(r'data-better="lower">max_mean_gap ↓</th>', (board / "index.html").read_text())
 
 
+def exercise_register_outlier_scores(install_plugin, tmp_path: Path) -> None:
+    """A run on digits: the plugin's score is recorded for every outlier set and is a column of table.md."""
+    install_plugin("toolikely", "doc_too_likely", module_source=example("evalgen_register_outlier_scores"))
+    install_plugin("myfamily", "doc_family_o", module_source=complete_example())
+    install_plugin("unitbudget", "toy_plugins:unit_budget")
+    assert "too_likely" in load_plugins().outlier_scores
+    _invoke("run", "--plugin", "myfamily", "--dataset", "digits", "--budget", "unit", "--no-baseline",
+            "--out", str(tmp_path / "runs"))
+    [path] = (tmp_path / "runs" / "records").glob("*.json")
+    outliers = json.loads(path.read_text())["metrics"]["outliers"]
+    mine, typicality = outliers["scores"]["too_likely"], outliers["scores"]["typicality"]
+    assert mine["label"] == "(Ĥ + log p(x)) / D" and set(mine["sets"]) == set(typicality["sets"])
+    headline = mine["sets"][outliers["headline"]]
+    assert 0 <= headline["auroc"] <= 1 and headline["intervals"]["auroc"]["low"] <= headline["auroc"]
+    assert "AUROC too likely" in (tmp_path / "runs" / "table.md").read_text()
+
+
 def exercise_family(install_plugin, tmp_path: Path) -> None:
     plugins, _ = _family_with("evalgen_family", install_plugin)
     assert plugins.family("myfamily").default_dataset == "tiny-binarized-digits"
@@ -307,6 +324,7 @@ EXERCISES: dict[str, Callable[..., None]] = {
     "evalgen_register_datasets": exercise_register_datasets,
     "evalgen_register_budgets": exercise_register_budgets,
     "evalgen_register_metrics": exercise_register_metrics,
+    "evalgen_register_outlier_scores": exercise_register_outlier_scores,
     "evalgen_family": exercise_family,
     "evalgen_build_model": exercise_build_model,
     "evalgen_configure_optimizers": exercise_configure_optimizers,

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score
 
-from evalgen.metrics.builtin import OUTLIER_SEED, _detection
+from evalgen.metrics.outlier_detection import OUTLIER_SEED, _detection
 from evalgen.metrics.outliers import (
     INTERVAL_METRICS,
     TPR_LEVEL,
@@ -141,7 +141,7 @@ def test_fewer_than_two_scores_give_no_intervals():
 
 def test_each_outlier_record_section_carries_its_intervals(scores):
     s_in, s_out = (torch.tensor(s) for s in scores)
-    section = _detection(lambda x: x, s_in, s_out)  # the "images" are their own scores
+    section = _detection(s_in, s_out)
     expected = detection_intervals(*scores, seed=OUTLIER_SEED)
     assert section["intervals"] == {name: interval.to_dict() for name, interval in expected.items()}
     assert set(section) >= {"auroc", "aupr", "fpr_at_95_tpr", "num_in", "num_out", "auroc_se_bound"}

@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -15,11 +15,13 @@ from torch import nn
 
 from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset
+from evalgen.harness.background import Background
 from evalgen.harness.contract import EVAL_BATCH_SIZE, CheckedHooks
 from evalgen.harness.data import EVAL_NOISE_SEED, ModelData, dequantization_seed, to_representation, to_stored_values
 from evalgen.harness.resolved import ResolvedRun
 from evalgen.metrics.bounds import IWAE_ESTIMATOR
 from evalgen.metrics.nll import importance_weighted_log_prob
+from evalgen.metrics.outlier_scores import BUILTIN_SCORES, OutlierScore
 from evalgen.metrics.outliers import outlier_score_default
 from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.registry import Registry
@@ -119,14 +121,36 @@ def outlier_importance_samples(hooks: CheckedHooks) -> int:
     return hooks.valid_importance_samples if reports_elbo(hooks) else hooks.importance_samples
 
 
+def outlier_log_prob(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
+                     device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Stored values (N, *shape) -> (N,) float64 log p(x) on the CPU, as every outlier set is
+    scored: K = `outlier_importance_samples`, one dequantization draw from `EVAL_NOISE_SEED`
+    (the same noise for every set and every model), in batches of `EVAL_BATCH_SIZE`."""
+    k = outlier_importance_samples(hooks)
+
+    @torch.no_grad()
+    def log_prob(stored: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        noise = torch.Generator(device=device).manual_seed(EVAL_NOISE_SEED)
+        out = []
+        for chunk in stored.split(EVAL_BATCH_SIZE):
+            x = to_representation(chunk.to(device), info.representation, info.levels, noise)
+            out.append(hooks.log_prob(model, x, k).double().cpu())
+        return torch.cat(out)
+
+    return log_prob
+
+
 def outlier_scorer(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
                    device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str]:
-    """A function from stored values to outlier scores, and its label; (None, reason) if none."""
-    has_likelihood = hooks.has_likelihood
-    k = outlier_importance_samples(hooks)
-    label = hooks.spec.outlier_score or default_score_label(hooks.likelihood_with(k))  # one noise draw
-    if hooks.spec.outlier_score is None and not has_likelihood:
-        return None, "no likelihood and no outlier score"
+    """A function from stored values to the headline outlier scores (the family's own, or
+    -log p(x) / D), and its label; (None, reason) if none."""
+    label = hooks.spec.outlier_score or default_score_label(hooks.likelihood_with(outlier_importance_samples(hooks)))
+    if hooks.spec.outlier_score is None:
+        if not hooks.has_likelihood:
+            return None, "no likelihood and no outlier score"
+        log_prob = outlier_log_prob(hooks, model, info, device)
+        return (lambda stored: outlier_score_default(log_prob(stored), info.num_dims)), label
 
     @torch.no_grad()
     def score(stored: torch.Tensor) -> torch.Tensor:
@@ -135,28 +159,38 @@ def outlier_scorer(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
         out = []
         for chunk in stored.split(EVAL_BATCH_SIZE):
             x = to_representation(chunk.to(device), info.representation, info.levels, noise)
-            s = hooks.outlier_score(model, x) if hooks.spec.outlier_score else None
-            if s is None:
-                s = outlier_score_default(hooks.log_prob(model, x, k), info.num_dims)
-            out.append(s.double().cpu())
+            out.append(hooks.outlier_score(model, x).double().cpu())
         return torch.cat(out)
 
     return score, label
 
 
-def _test_scores(run: ResolvedRun, scorer: Callable[[torch.Tensor], torch.Tensor] | None,
-                 log_p: torch.Tensor | None, elbo: torch.Tensor | None) -> torch.Tensor | None:
-    """Outlier scores of the first ``budget.outlier_examples`` test examples (the in-distribution
-    side of every outlier set), reusing the test log p (or the ELBO, K = 1) when it is the score."""
-    if scorer is None:
+def likelihood_note(likelihood: Likelihood) -> str:
+    """"" for an exact likelihood, else what stands in for log p ("lower bound: IWAE K=5")."""
+    return "" if likelihood.kind is LikelihoodKind.EXACT else f"{likelihood.kind.value}: {likelihood.estimator}"
+
+
+def _test_outlier_log_prob(run: ResolvedRun, log_prob: Callable[[torch.Tensor], torch.Tensor] | None,
+                           one_draw: torch.Tensor | None, elbo: torch.Tensor | None) -> torch.Tensor | None:
+    """log p of the first ``budget.outlier_examples`` test examples (the in-distribution side of
+    every outlier set) as the sets are scored, reusing the test log p (or the ELBO, K = 1) when
+    it was computed so."""
+    if log_prob is None:
         return None
     n = run.budget.outlier_examples
-    if run.model.outlier_score is None:
-        k = outlier_importance_samples(run.hooks)
-        same = log_p if k == run.hooks.importance_samples else elbo if k == 1 else None
-        if same is not None:
-            return outlier_score_default(same[:n], run.info.num_dims)
-    return scorer(run.dataset.test.x[:n])
+    k = outlier_importance_samples(run.hooks)
+    same = one_draw if k == run.hooks.importance_samples else elbo if k == 1 else None
+    return same[:n].double().cpu() if same is not None else log_prob(run.dataset.test.x[:n])
+
+
+def _test_scores(run: ResolvedRun, scorer: Callable[[torch.Tensor], torch.Tensor] | None,
+                 test_log_prob: torch.Tensor | None) -> torch.Tensor | None:
+    """The headline outlier scores of the first ``budget.outlier_examples`` test examples."""
+    if scorer is None:
+        return None
+    if run.model.outlier_score is None and test_log_prob is not None:
+        return outlier_score_default(test_log_prob, run.info.num_dims)
+    return scorer(run.dataset.test.x[:run.budget.outlier_examples])
 
 
 def seed_part(seed: int, part: str) -> None:
@@ -192,10 +226,13 @@ class _Parts:
 
 def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.device,
              metrics: Registry[MetricSpec], load_dataset: Callable[[str], Dataset],
-             only: frozenset[str] | None = None) -> tuple[dict[str, Any], torch.Tensor, dict[str, float]]:
+             only: frozenset[str] | None = None, outlier_scores: Iterable[OutlierScore] = BUILTIN_SCORES,
+             background: Background | None = None) -> tuple[dict[str, Any], torch.Tensor, dict[str, float]]:
     """Metrics of a trained model (skipped ones say why), its samples in stored values, and the
     seconds each part of the evaluation took (sampling, test NLL, then each metric). ``only``:
-    the names of the metrics to compute (`evalgen eval --metric`); None: every one."""
+    the names of the metrics to compute (`evalgen eval --metric`); None: every one.
+    ``outlier_scores``: the registered outlier scores; ``background``: the likelihood-ratio
+    score's background model (`evalgen.harness.background`), or None when none was considered."""
     hooks, info, budget, seed = run.hooks, run.info, run.budget, run.spec.seed
     timer = _Parts(device, seed)
     with timer.part("sampling"):
@@ -210,12 +247,14 @@ def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.
         "draws": budget.sample_draws,
     }}
     scorer, score_label = outlier_scorer(hooks, model, info, device)
+    log_prob = outlier_log_prob(hooks, model, info, device) if hooks.has_likelihood else None
     with timer.part("test_nll"):
         log_p, one_draw, draws = _test_likelihood(hooks, model, data)
         elbo = test_log_prob(hooks, model, data, 1) if hooks.has_likelihood and reports_elbo(hooks) else None
         details = hooks.likelihood_details(model) if hooks.has_likelihood else None
     with timer.part("outliers"):
-        in_scores = _test_scores(run, scorer, one_draw, elbo)
+        outlier_test_log_prob = _test_outlier_log_prob(run, log_prob, one_draw, elbo)
+        in_scores = _test_scores(run, scorer, outlier_test_log_prob)
     inputs = MetricInputs(
         dataset=run.dataset, info=info, likelihood=hooks.likelihood, samples=samples, test_log_prob=log_p,
         test_dequantization=draws, test_elbo=elbo, likelihood_details=details, outlier_score=scorer,
@@ -223,6 +262,10 @@ def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.
         load_dataset=load_dataset, budget=budget, seed=seed, device=device, plugin=run.spec.plugin,
         model=run.spec.model, more_samples=tuple(more),
         sample_seeds=tuple(draw_seed(seed, r) + SAMPLE_SEED_OFFSET for r in range(budget.sample_draws)),
+        outlier_log_prob=log_prob, test_outlier_log_prob=outlier_test_log_prob,
+        outlier_log_prob_note=likelihood_note(hooks.likelihood_with(outlier_importance_samples(hooks))),
+        outlier_score_is_likelihood=hooks.spec.outlier_score is None, outlier_scores=tuple(outlier_scores),
+        **(background.inputs(run, info, device) if background is not None else {}),
     )
     results.update(_metric_results(inputs, metrics, timer, only))
     return results, samples, timer.seconds

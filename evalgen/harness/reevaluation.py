@@ -21,11 +21,13 @@ from pathlib import Path
 import torch
 
 from evalgen.errors import EvalgenError, unknown_name
+from evalgen.harness.background import Background, background_checkpoint_path, background_reason, background_seed
 from evalgen.harness.checkpoints import checkpoint_path, read_checkpoint
 from evalgen.harness.data import ModelData
 from evalgen.harness.evaluation import evaluate
 from evalgen.harness.resolved import ResolvedRun, resolve_run
 from evalgen.harness.runner import RunContext, dataset_section, model_section, save_grid, seed_everything
+from evalgen.metrics.outlier_scores import BACKGROUND_MUTATION_RATE
 from evalgen.provenance import provenance
 from evalgen.record_types import (
     EXTERNAL_SAMPLES,
@@ -126,6 +128,28 @@ def _chosen_metrics(settings: EvalSettings, ctx: RunContext) -> frozenset[str] |
     return frozenset(settings.metrics) or None
 
 
+def _background(run: ResolvedRun, original: RunRecord, path: Path, ctx: RunContext) -> Background:
+    """The original run's background model, from its checkpoint beside the run's (checked as the
+    run's is), or why there is none."""
+    reason = background_reason(run, ctx.plugins.outlier_scores)
+    if reason is not None:
+        return Background.skipped(reason)
+    checkpoint = background_checkpoint_path(path.parent.parent, original.key)
+    if not checkpoint.is_file() or checkpoint.is_symlink():
+        return Background.skipped(f"no background checkpoint {checkpoint.name} beside {original.key}'s "
+                                  f"(records older than the likelihood-ratio score have none)")
+    seed = background_seed(original.spec.seed)
+    seed_everything(seed)
+    model = run.hooks.build(run.info, run.options)
+    _load_weights(model, original, checkpoint)
+    # What the original record says of its training (it is the same model: the checkpoint is of
+    # this run); a record without it gets what is known here.
+    recorded = (original.metric("outliers") or {}).get("background")
+    summary = dict(recorded) if isinstance(recorded, dict) and "skipped" not in recorded else {
+        "mutation_rate": BACKGROUND_MUTATION_RATE, "seed": seed, "model": run.label, "checkpoint": checkpoint.name}
+    return Background(model.to(ctx.device).eval(), summary)
+
+
 def reevaluate(path: Path, settings: EvalSettings, ctx: RunContext) -> RunRecord:
     """Evaluate the run of the record at ``path`` again from its checkpoint (beside its records/
     folder); write the new record (and its sample grid) to ``ctx.out_dir``."""
@@ -137,7 +161,9 @@ def reevaluate(path: Path, settings: EvalSettings, ctx: RunContext) -> RunRecord
     checkpoint_sha256 = _load_weights(model, original, checkpoint_path(path.parent.parent, original.key))
     model = model.to(ctx.device).eval()
     data = ModelData(run.dataset, run.representation, ctx.device)
-    metrics, samples, seconds = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset, only)
+    background = _background(run, original, path, ctx)
+    metrics, samples, seconds = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset, only,
+                                         outlier_scores=ctx.plugins.outlier_scores, background=background)
     origin = Origin(REEVALUATED, reevaluation=Reevaluation(
         of=original.key, checkpoint_sha256=checkpoint_sha256, importance_samples=settings.importance_samples,
         num_samples=settings.num_samples, metrics=tuple(sorted(only)) if only else None))

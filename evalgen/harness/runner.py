@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
-import numpy as np
 import torch
 
 from evalgen.budgets import format_flops
 from evalgen.datasets.base import Dataset, LoadContext
 from evalgen.errors import EvalgenError
+from evalgen.harness.background import background_checkpoint_path, train_background
 from evalgen.harness.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_checkpoint
-from evalgen.harness.data import ModelData
 from evalgen.harness.evaluation import evaluate
 from evalgen.harness.grids import SAMPLES_DIR, grid_path, samples_file_path, save_sample_grid, save_samples_file
 from evalgen.harness.resolved import ResolvedRun, resolve_run
-from evalgen.harness.training import TrainOutcome, train
+from evalgen.harness.training import TrainOutcome, build_and_train, seed_everything  # noqa: F401 - re-exported
 from evalgen.plugins import Plugins
 from evalgen.provenance import git_commit, provenance
 from evalgen.record_types import (
@@ -41,7 +39,7 @@ from evalgen.records import RECORDS_DIR, SCHEMA, ensure_writable, find_record, r
 from evalgen.runspec import RunSpec
 from evalgen.storage import remove_stale_temporaries
 from evalgen.table_columns import TableColumn, metric_columns
-from evalgen.types import LikelihoodKind, TrainState
+from evalgen.types import LikelihoodKind
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -63,12 +61,6 @@ def resolve_device(requested: str) -> torch.device:
         raise EvalgenError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s); "
                            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 @dataclass
@@ -120,32 +112,21 @@ def dataset_section(dataset: Dataset) -> DatasetSection:
                           sizes=(len(dataset.train), len(dataset.valid), len(dataset.test)))
 
 
-def _train(run: ResolvedRun, device: torch.device,
-           prebuilt: torch.nn.Module | None = None) -> tuple[torch.nn.Module, ModelData, TrainOutcome]:
-    """Build the model after seeding (or take ``prebuilt``, under a budget of no training), then
-    train it under its budget."""
-    if prebuilt is not None and run.budget.trains:
-        raise EvalgenError(f"a model built elsewhere is evaluated as it is: use a budget of no training "
-                           f"(none), not '{run.budget.name}'")
-    seed_everything(run.spec.seed)
-    model = (prebuilt if prebuilt is not None else run.hooks.build(run.info, run.options)).to(device)
-    state = TrainState(step=0, optimizers=run.hooks.optimizers(model, run.options),
-                       generator=torch.Generator(device=device).manual_seed(run.spec.seed),
-                       device=device, dataset=run.info, config=run.options)
-    data = ModelData(run.dataset, run.representation, device)
-    return model, data, train(run.hooks, model, data, run.budget, state, label=run.label)
-
-
 def run_one(spec: RunSpec, ctx: RunContext,
             prebuilt: torch.nn.Module | None = None) -> tuple[RunRecord, torch.Tensor | None]:
     """Train and evaluate one spec; write its checkpoint, then its record. Returns both the
     record and the samples (stored values, CPU) or None if the run diverged. ``prebuilt``: a
     model built (and trained) elsewhere, evaluated as it is (``spec``'s budget trains nothing)."""
     run = resolve_run(spec, ctx.plugins, ctx.dataset(spec.dataset))
-    model, data, outcome = _train(run, ctx.device, prebuilt)
-    samples, metrics, seconds = None, {}, {}
+    if prebuilt is not None and run.budget.trains:
+        raise EvalgenError(f"a model built elsewhere is evaluated as it is: use a budget of no training "
+                           f"(none), not '{run.budget.name}'")
+    model, data, outcome = build_and_train(run, run.dataset, run.spec.seed, ctx.device, run.label, prebuilt)
+    samples, metrics, seconds, background = None, {}, {}, None
     if outcome.diverged_at_step is None:
-        metrics, samples, seconds = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset)
+        background = train_background(run, ctx.device, ctx.plugins.outlier_scores)
+        metrics, samples, seconds = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset,
+                                             outlier_scores=ctx.plugins.outlier_scores, background=background)
     record = RunRecord(
         schema=SCHEMA, key=spec.key, status="ok" if outcome.diverged_at_step is None else "diverged", spec=spec,
         model=model_section(run, model, ctx.plugins), dataset=dataset_section(run.dataset),
@@ -154,6 +135,8 @@ def run_one(spec: RunSpec, ctx: RunContext,
         provenance=Provenance(**provenance(ctx.device, ctx.executor), weights_sha256=run.hooks.weights_sha256(model)),
         evaluation=EvaluationSection(seconds=seconds), origin=Origin(TRAINED if run.budget.trains else NO_TRAINING))
     save_checkpoint(checkpoint_path(ctx.out_dir, spec.key), model, spec.to_dict())
+    if background is not None and background.model is not None:
+        save_checkpoint(background_checkpoint_path(ctx.out_dir, spec.key), background.model, spec.to_dict())
     if ctx.save_samples and samples is not None:
         save_samples_file(samples, samples_file_path(ctx.out_dir, spec.key))
     write_record(ctx.out_dir, record)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -17,6 +19,10 @@ from evalgen.harness.contract import CheckedHooks
 from evalgen.harness.data import ModelData
 from evalgen.metrics.nll import nll_nats
 from evalgen.types import TrainState
+
+if TYPE_CHECKING:
+    from evalgen.datasets.base import Dataset
+    from evalgen.harness.resolved import ResolvedRun
 
 
 @dataclass
@@ -153,3 +159,22 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
         outcome.best_step, outcome.best_valid_nll = best.step, best.nll
     model.eval()
     return outcome
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_and_train(run: ResolvedRun, dataset: Dataset, seed: int, device: torch.device, label: str,
+                    prebuilt: nn.Module | None = None) -> tuple[nn.Module, ModelData, TrainOutcome]:
+    """Build ``run``'s model after seeding with ``seed`` (or take ``prebuilt``), then train it on
+    ``dataset`` (the run's, or a background model's perturbed copy) under the run's budget."""
+    seed_everything(seed)
+    model = (prebuilt if prebuilt is not None else run.hooks.build(run.info, run.options)).to(device)
+    state = TrainState(step=0, optimizers=run.hooks.optimizers(model, run.options),
+                       generator=torch.Generator(device=device).manual_seed(seed),
+                       device=device, dataset=run.info, config=run.options)
+    data = ModelData(dataset, run.representation, device)
+    return model, data, train(run.hooks, model, data, run.budget, state, label=label)

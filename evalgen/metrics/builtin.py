@@ -5,20 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
-
 from evalgen.datasets.base import Dataset
-from evalgen.errors import DataUnavailableError
 from evalgen.markers import hookimpl
 from evalgen.metrics.columns import MetricColumn, read_field
 from evalgen.metrics.nll import log_z_standard_error, nll_uncertainty, summarize_nll
+from evalgen.metrics.outlier_detection import OUTLIER_SEED  # noqa: F401 - re-exported: tests seed the same sets
+from evalgen.metrics.outlier_scores import BUILTIN_SCORES, OutlierScore
 from evalgen.metrics.registry import MetricInputs, MetricSpec
 from evalgen.types import DataKind, Likelihood
 
 IMAGE_KINDS = frozenset({DataKind.BINARY, DataKind.DISCRETE})
-#: Seed of the synthetic outliers, the same for every model.
-OUTLIER_SEED = 7_919
-#: Examples per synthetic outlier set (AUROC's standard error is below 0.01 at this size).
 
 
 def _test_nll(inputs: MetricInputs) -> dict[str, Any]:
@@ -75,40 +71,10 @@ def _mode_coverage(inputs: MetricInputs) -> dict[str, Any]:
                          load_dataset=inputs.load_dataset)
 
 
-def _detection(score: Callable[[torch.Tensor], torch.Tensor], in_scores: torch.Tensor,
-               outliers: torch.Tensor) -> dict[str, Any]:
-    from evalgen.metrics.outliers import auroc_standard_error_bound, detection_intervals, detection_metrics
-
-    out_scores = score(outliers)
-    result = detection_metrics(in_scores, out_scores)
-    result.update(num_in=len(in_scores), num_out=len(outliers),
-                  auroc_se_bound=auroc_standard_error_bound(len(in_scores), len(outliers)))
-    # Seeded with the outliers' seed: the same scores give the same intervals in every record.
-    intervals = detection_intervals(in_scores, out_scores, seed=OUTLIER_SEED)
-    result["intervals"] = {name: interval.to_dict() for name, interval in intervals.items()}
-    return result
-
-
 def _outliers(inputs: MetricInputs) -> dict[str, Any]:
-    from evalgen.metrics.outliers import OOD_PAIRS, synthetic_outliers
+    from evalgen.metrics.outlier_detection import outlier_detection
 
-    score = inputs.outlier_score
-    in_scores = inputs.test_outlier_scores  # the first budget.outlier_examples test examples
-    n = len(in_scores)
-    generator = torch.Generator().manual_seed(OUTLIER_SEED)
-    synthetic = synthetic_outliers(inputs.info.shape, inputs.info.levels, n, generator)
-    sets: dict[str, Any] = {name: _detection(score, in_scores, x) for name, x in synthetic.items()}
-    headline = next(iter(synthetic))
-    for other in OOD_PAIRS.get(inputs.dataset.name, []):
-        try:
-            ood = inputs.load_dataset(other)
-        except DataUnavailableError as exc:
-            sets[other] = {"skipped": str(exc)}
-            continue
-        sets[other] = _detection(score, in_scores, ood.test.x[:n])
-        headline = other if headline in synthetic else headline
-    return {"score": inputs.outlier_score_label, "in_distribution": f"{inputs.dataset.name} test ({n} examples)",
-            "headline": headline, "sets": sets}
+    return outlier_detection(inputs)
 
 
 def _headline_auroc(section: Mapping[str, Any]) -> Any:
@@ -151,8 +117,25 @@ SAMPLE_QUALITY_COLUMNS = (
                  interval="fid_infinity.interval", always=True),  # "—" where a record predates it
     _drawn("kid", "KID", "kid_mean", 4),
 )
+def score_column(score: OutlierScore) -> MetricColumn:
+    """The AUROC column of one registered outlier score, on the headline set."""
+    def value(section: Mapping[str, Any]) -> Any:
+        return read_field(section, f"scores.{score.name}.sets.{section.get('headline')}.auroc")
+
+    def describe(section: Mapping[str, Any]) -> str | None:  # the formula is in the legend
+        return f"vs {section['headline']}" if value(section) is not None else None
+
+    def interval(section: Mapping[str, Any]) -> Any:
+        return read_field(section, f"scores.{score.name}.sets.{section.get('headline')}.intervals.auroc")
+
+    return MetricColumn(f"auroc_{score.name}", score.title, f"auroc_{score.name}", digits=3, value=value,
+                        describe=describe, run_interval=interval, always=True)
+
+
+#: The headline AUROC (the family's score, or -log p(x) / D), then one column per fix.
 OUTLIER_COLUMNS = (MetricColumn("auroc", "AUROC", "auroc", digits=3, value=_headline_auroc, describe=_auroc_label,
-                                run_interval=_headline_intervals),)
+                                run_interval=_headline_intervals),
+                   *(score_column(score) for score in BUILTIN_SCORES if score.name != "likelihood"))
 MODE_COLUMNS = (
     MetricColumn("modes_covered", "modes", "modes_covered", digits=1, out_of="num_modes"),
     MetricColumn("high_quality", "HQ %", "high_quality", digits=1, scale=100.0),
@@ -172,7 +155,8 @@ BUILTIN_METRICS = (
                compute=_sample_quality, applies=_extractor_reason, columns=SAMPLE_QUALITY_COLUMNS),
     MetricSpec("outliers", "outlier-detection AUROC, AUPR, FPR@95%TPR (synthetic and OOD sets)",
                needs=frozenset({"outlier_score", "images"}), data_kinds=IMAGE_KINDS,
-               higher_is_better={"auroc": True, "aupr": True, "fpr_at_95_tpr": False},
+               higher_is_better={"auroc": True, "aupr": True, "fpr_at_95_tpr": False,
+                                 **{f"auroc_{score.name}": True for score in BUILTIN_SCORES}},
                compute=_outliers, columns=OUTLIER_COLUMNS),
     MetricSpec("mode_coverage", "modes covered, high-quality fraction and KL to the mode weights (mode collapse)",
                needs=frozenset({"samples"}), data_kinds=frozenset(DataKind),
@@ -185,3 +169,9 @@ BUILTIN_METRICS = (
 def evalgen_register_metrics(register) -> None:
     for metric in BUILTIN_METRICS:
         register(metric)
+
+
+@hookimpl
+def evalgen_register_outlier_scores(register) -> None:
+    for score in BUILTIN_SCORES:
+        register(score)

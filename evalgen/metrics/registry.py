@@ -17,6 +17,7 @@ import torch
 from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset
 from evalgen.metrics.columns import MetricColumn
+from evalgen.metrics.outlier_scores import BUILTIN_SCORES, OutlierScore
 from evalgen.types import DataKind, DatasetInfo, Likelihood, LikelihoodKind
 
 #: What a metric can ask for in ``MetricSpec.needs``; a metric whose needs a model or dataset
@@ -63,6 +64,19 @@ class MetricInputs:
         more_samples: the further independent draws of ``samples``' size (``budget.sample_draws``
             - 1 of them; none for external samples): sample metrics report their spread over all.
         sample_seeds: the generator seed of each draw, ``samples`` first (empty when not known).
+        outlier_log_prob: stored values (N, *shape) -> (N,) float64 log p(x) in nats as the
+            outlier sets are scored (one dequantization draw; IWAE at the validation K), for
+            models with a likelihood; None otherwise.
+        test_outlier_log_prob: (N_out,) that log p of the first ``budget.outlier_examples`` test
+            examples, or None.
+        outlier_log_prob_note: what stands in for log p ("" when exact; "lower bound: ...").
+        outlier_score_is_likelihood: the headline outlier score is -log p(x) / D (the family
+            has no score of its own).
+        outlier_scores: the registered outlier scores (`evalgen_register_outlier_scores`).
+        background_log_prob: stored values -> (N,) log p_bg(x) of the likelihood-ratio score's
+            background model, scored as ``outlier_log_prob``; None when there is none.
+        background: what the record says about that model (its perturbation and training), or
+            ``{"skipped": reason}``; None when no background model was considered.
     """
 
     dataset: Dataset
@@ -86,6 +100,13 @@ class MetricInputs:
     extractor: str | None = None
     more_samples: tuple[torch.Tensor, ...] = ()
     sample_seeds: tuple[int, ...] = ()
+    outlier_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
+    test_outlier_log_prob: torch.Tensor | None = None
+    outlier_log_prob_note: str = ""
+    outlier_score_is_likelihood: bool = False
+    outlier_scores: tuple[OutlierScore, ...] = BUILTIN_SCORES
+    background_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
+    background: Mapping[str, Any] | None = None
 
     def available(self) -> set[str]:
         have = set()
