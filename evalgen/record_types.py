@@ -145,7 +145,8 @@ class TrainingSection:
 @dataclass(frozen=True)
 class EvaluationSection:
     """What evaluating the trained model cost: wall-clock seconds per part ("sampling",
-    "test_nll", then each metric by name), on the record's device."""
+    "test_nll", then each metric by name; "background_training" for the likelihood-ratio
+    score's background model), on the record's device."""
 
     seconds: dict[str, float]
 

@@ -21,7 +21,8 @@ from evalgen.cli import main
 from evalgen.datasets.base import LoadContext
 from evalgen.harness.flops import FLOP_CONVENTION, StepFlopCounter, count_flops
 from evalgen.harness.resolved import resolve_run
-from evalgen.harness.runner import RunContext, _train, run_one
+from evalgen.harness.runner import RunContext, run_one
+from evalgen.harness.training import build_and_train
 from evalgen.harness.spec import RunSpec
 from evalgen.plugins import load_plugins
 from evalgen.tables import CUT_SHORT, comparison
@@ -116,7 +117,8 @@ def test_counting_does_not_change_training(plugins, tmp_path, monkeypatch):
         run = resolve_run(RunSpec("flows", "realnvp", "digits", "unit", 0), plugins,
                           plugins.datasets.get("digits").load(LoadContext(tmp_path, False)))
         run = replace(run, budget=replace(run.budget, max_steps=8))
-        return [p.detach().clone() for p in _train(run, torch.device("cpu"))[0].parameters()]
+        model, _, _ = build_and_train(run, run.dataset, run.spec.seed, torch.device("cpu"), run.label)
+        return [p.detach().clone() for p in model.parameters()]
 
     counted = trained()
     def never_counting(self, counter, counting):

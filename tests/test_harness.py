@@ -167,8 +167,9 @@ def test_wrapper_plugins_see_every_family_and_families_stay_separate(tmp_path):
     ctx = make_context(tmp_path, ("counter", counter), ("toygood", toy_plugins.good))
     run_one(RunSpec("baselines", "categorical", "digits", "unit", 0), ctx)
     run_one(RunSpec("toygood", "toy", "digits", "unit", 0), ctx)
-    assert counter.calls.count("FactorizedCategorical") == 100
-    assert counter.calls.count("ToyModel") == 100
+    # 100 steps each for the model and for its background model (the likelihood-ratio score's)
+    assert counter.calls.count("FactorizedCategorical") == 200
+    assert counter.calls.count("ToyModel") == 200
 
 
 def test_existing_records_are_reused_unless_rerun(tmp_path):

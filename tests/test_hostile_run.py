@@ -167,7 +167,8 @@ def test_files_get_the_mode_of_the_umask(tmp_path, unit_budget):
     assert {p.relative_to(tmp_path).parts[0] for p in files} == {"out", "board"}
     modes = {str(p.relative_to(tmp_path)): p.stat().st_mode & 0o777 for p in files}
     rewritten = {"out/table.md", "out/table.csv", f"out/records/{KEY.format(0)}.json",
-                 f"out/checkpoints/{KEY.format(0)}.pt", f"out/samples/{KEY.format(0)}.png"}
+                 f"out/checkpoints/{KEY.format(0)}.pt", f"out/checkpoints/{KEY.format(0)}.background.pt",
+                 f"out/samples/{KEY.format(0)}.png"}
     assert {name for name in rewritten if modes[name] == 0o640} == rewritten, modes
     assert all(mode == 0o644 for name, mode in modes.items() if name not in rewritten), modes
 

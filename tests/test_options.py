@@ -163,7 +163,8 @@ def test_the_hooks_get_the_resolved_options_and_the_record_keeps_them(tmp_path, 
     import spy_family
 
     resolved = {"lr": 0.5, "tag": None, "width": 8}
-    assert spy_family.SEEN == [("build", resolved), ("optimizers", resolved), ("train_step", resolved)]
+    # The model, then its background model (the likelihood-ratio score's), get the same options.
+    assert spy_family.SEEN == [("build", resolved), ("optimizers", resolved), ("train_step", resolved)] * 2
     (record,) = _records(out).values()
     assert record["spec"]["config"] == {"width": 8}  # lr=0.5 is the default
     assert record["model"]["options"] == resolved

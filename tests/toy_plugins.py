@@ -72,7 +72,8 @@ class ToyFamily:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if self.parameters_after is not None:
+        # The first training only: the run's model trains before its background model does.
+        if self.parameters_after is not None and state.step + 1 not in self.parameters_after:
             self.parameters_after[state.step + 1] = model.logits.detach().clone()
         if self.nan_loss_at is not None and state.step + 1 >= self.nan_loss_at:
             return {"loss": torch.tensor(float("nan"))}

@@ -127,6 +127,8 @@ def run_one(spec: RunSpec, ctx: RunContext,
         background = train_background(run, ctx.device, ctx.plugins.outlier_scores)
         metrics, samples, seconds = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset,
                                              outlier_scores=ctx.plugins.outlier_scores, background=background)
+        if background.model is not None:
+            seconds["background_training"] = background.seconds
     record = RunRecord(
         schema=SCHEMA, key=spec.key, status="ok" if outcome.diverged_at_step is None else "diverged", spec=spec,
         model=model_section(run, model, ctx.plugins), dataset=dataset_section(run.dataset),
