@@ -22,8 +22,8 @@ from evalgen.datasets.base import LoadContext
 from evalgen.harness.flops import FLOP_CONVENTION, StepFlopCounter, count_flops
 from evalgen.harness.resolved import resolve_run
 from evalgen.harness.runner import RunContext, run_one
-from evalgen.harness.training import build_and_train
 from evalgen.harness.spec import RunSpec
+from evalgen.harness.training import build_and_train
 from evalgen.plugins import load_plugins
 from evalgen.tables import CUT_SHORT, comparison
 from evalgen.testing.reproducibility import without_timings

@@ -141,6 +141,7 @@ def test_debug_env_reraises(monkeypatch):
     assert type(result.exception).__name__ == "EvalgenError"
 
 
+@pytest.mark.long  # 40-60 s (a background model doubles its training): CI runs it after the suite (.ci/run)
 def test_a_run_killed_midway_leaves_no_partial_record_and_rerunning_completes(tmp_path, install_plugin):
     site = install_plugin("slowtoy", "toy_plugins:slow")
     install_plugin("unitbudget", "toy_plugins:unit_budget")

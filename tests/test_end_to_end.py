@@ -57,6 +57,7 @@ def _check_against_records(table, records, num_dims, levels):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # 40-60 s (a background model doubles its training): CI runs it after the suite (.ci/run)
 def test_every_flow_beats_the_independent_pixel_baseline_on_digits(tmp_path, install_plugin):
     """The README's command, with `quick` made step-bound (500 steps, `toy_plugins.QuickSteps`)
     so that a loaded machine cannot cut training short and the suite stays fast. References: the

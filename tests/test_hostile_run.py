@@ -328,6 +328,7 @@ def test_a_planted_lock_link_is_refused_and_its_target_untouched(two_seeds, tmp_
     assert target.read_text() == "keep me"
 
 
+@pytest.mark.long  # 40-60 s (a background model doubles its training): CI runs it after the suite (.ci/run)
 def test_two_runs_on_one_out_train_each_spec_once(tmp_path, install_plugin):
     site = install_plugin("slowtoy", "toy_plugins:slow")
     install_plugin("unitbudget", "toy_plugins:unit_budget")

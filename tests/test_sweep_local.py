@@ -56,6 +56,7 @@ def records(out: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
 
 
+@pytest.mark.long  # 40-60 s (a background model doubles its training): CI runs it after the suite (.ci/run)
 def test_two_sweeps_with_jobs_at_once_train_each_run_once_and_give_the_sequential_records(tmp_path):
     path = sweep_file(tmp_path)
     sequential = evalgen("sweep", str(path), "--out", str(tmp_path / "sequential"))
@@ -94,6 +95,7 @@ def _wait_for_running_worker(out: Path, timeout: float = 120) -> dict:
     raise AssertionError("no job started")
 
 
+@pytest.mark.long  # 40-60 s (a background model doubles its training): CI runs it after the suite (.ci/run)
 def test_a_killed_job_leaves_no_record_and_the_rerun_completes_it(tmp_path):
     path = sweep_file(tmp_path)
     out = tmp_path / "out"
