@@ -22,7 +22,7 @@ import torch
 from evalgen.datasets.files import load_context_from_env
 from evalgen.harness.evaluation import evaluate
 from evalgen.harness.resolved import resolve_run
-from evalgen.harness.runner import _train
+from evalgen.harness.training import build_and_train
 from evalgen.plugins import load_plugins
 from evalgen.runspec import RunSpec
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = RunSpec(plugin=plugin, model=model, dataset=dataset.name, budget=args.budget, seed=0)
         run = resolve_run(spec, plugins, dataset)
         run = replace(run, budget=replace(run.budget, max_flops=None, max_steps=args.steps, eval_every=args.steps))
-        trained, data, _ = _train(run, device)
+        trained, data, _ = build_and_train(run, run.dataset, run.spec.seed, device, run.label)
         _, _, seconds = evaluate(run, trained, data, device, plugins.metrics, lambda name: plugins.datasets.get(
             name).load(load_context_from_env()))
         total = sum(seconds.values())

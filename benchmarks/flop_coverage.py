@@ -38,7 +38,7 @@ import torch
 from evalgen.datasets.files import load_context_from_env
 from evalgen.harness.flops import count_flops
 from evalgen.harness.resolved import resolve_run
-from evalgen.harness.runner import _train
+from evalgen.harness.training import build_and_train
 from evalgen.plugins import load_plugins
 from evalgen.runspec import RunSpec
 
@@ -94,7 +94,7 @@ def measure(plugins, plugin: str, model: str, steps: int, device: torch.device,
     budget = replace(run.budget, max_flops=None, max_steps=WARM_UP + steps, clock_cap_seconds=1e9,
                      eval_every=WARM_UP, patience=10**9, batch_size=run.budget.batch_size * batch_scale)
     run = replace(run, budget=budget)
-    _, _, outcome = _train(run, device)
+    _, _, outcome = build_and_train(run, run.dataset, run.spec.seed, device, run.label)
     warm, end = outcome.history[0], outcome.history[-1]  # [step, seconds, loss, valid NLL, flops]
     return Row(f"{plugin}:{model}", name, _torch_only_flops(run, device), (end[4] - warm[4]) / (end[0] - warm[0]),
                (end[1] - warm[1]) / (end[0] - warm[0]))

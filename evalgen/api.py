@@ -146,10 +146,11 @@ def run(plugin: str, *, models: Sequence[str] = (), dataset: str | None = None, 
         seeds: int = 1, options: Mapping[str, Any] | None = None, baseline: bool = False,
         importance_samples: int | None = None, jobs: int = 1, out: str | Path = DEFAULT_OUT,
         device: str = "auto", data_dir: str | Path | None = None, rerun: bool = False,
-        save_samples: bool = False) -> Results:
+        save_samples: bool = False, trace: str = "light") -> Results:
     """Train and evaluate ``plugin``'s ``models`` (default: all that fit ``dataset``) under
     ``budget`` for seeds 0..``seeds``-1, as `evalgen run` does (``jobs`` runs at once); finished
-    records are reused unless ``rerun``. A failing run is in ``failures``; the others finish."""
+    records are reused unless ``rerun``; ``trace``: off, light or full (``--trace``). A failing run
+    is in ``failures``; the others finish."""
     from evalgen.planning import default_dataset, plan_specs
     from evalgen.plugins import load_plugins
     from evalgen.sweeps.driver import SweepTarget, execute_sweep
@@ -159,6 +160,7 @@ def run(plugin: str, *, models: Sequence[str] = (), dataset: str | None = None, 
     dataset = dataset or default_dataset(plugins, plugin)
     specs = plan_specs(plugins, plugin, list(models), dataset, budget, seeds, dict(options or {}), baseline,
                        importance_samples)
-    target = SweepTarget(Path(out), device, None if data_dir is None else Path(data_dir), rerun, save_samples)
+    target = SweepTarget(Path(out), device, None if data_dir is None else Path(data_dir), rerun, save_samples,
+                         trace)
     result = execute_sweep(specs, target, Execution(jobs=jobs).checked(), plugins, lambda line: None)
     return Results(tuple(result.records), Path(out), tuple((spec.key, why) for spec, why in result.failures))

@@ -69,6 +69,8 @@ class Budget:
         dequantization_samples: K, the noise draws u_k per test example of a density on
             dequantized data: its test NLL is the importance-weighted dequantization bound
             -log (1/K) sum_k p((x + u_k) / L) + D log L (`evalgen.metrics.nll`); 1 on older records.
+        trace_samples: samples drawn per trace point at ``--trace light`` (`evalgen.harness.tracing`).
+        trace_every: ``--trace light`` traces every this many validation points (and the last).
     """
 
     name: str
@@ -87,6 +89,8 @@ class Budget:
     outlier_examples: int = 2_000
     sample_draws: int = 1
     dequantization_samples: int = 1
+    trace_samples: int = 256
+    trace_every: int = 1
     #: set only on the budget of a record of schema 1 or 2 (read by `evalgen.records.upgrade`):
     #: "seconds-bound (schema 1)", a budget of wall-clock seconds, comparable with nothing else
     legacy: str | None = None

@@ -134,12 +134,15 @@ def budgets_command() -> None:
 @click.option("--importance-samples", type=int, default=None,
               help="Samples per test example for importance-sampled likelihoods (IWAE's K); "
                    "default: the budget's.")
+@click.option("--trace", type=click.Choice(["off", "light", "full"]), default="light", show_default=True,
+              help="Trace sample quality and modes over training: light (the budget's trace_samples every "
+                   "trace_every validations), full (4x the samples, every validation) or off.")
 @execution_options
 @user_errors
 def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, budget: str, seeds: int,
                 device: str, out_dir: Path, data_dir: Path | None, options: tuple[str, ...],
                 baseline: bool, rerun: bool, save_samples: bool, importance_samples: int | None,
-                **execution: Any) -> None:
+                trace: str, **execution: Any) -> None:
     """Train and evaluate a family's models under a budget; print and save the table.
 
     The one-family shortcut of `evalgen sweep`: --jobs and --executor slurm work the same way."""
@@ -157,7 +160,7 @@ def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, 
             click.echo(f"dataset: {dataset} (the default of plugin '{plugin_name}'; --dataset to change)", err=True)
     specs = plan_specs(plugins, plugin_name, list(models), dataset, budget, seeds,
                        parse_options(options), baseline, importance_samples)
-    result = execute_sweep(specs, SweepTarget(out_dir, device, data_dir, rerun, save_samples), plan, plugins,
+    result = execute_sweep(specs, SweepTarget(out_dir, device, data_dir, rerun, save_samples, trace), plan, plugins,
                            lambda line: click.echo(line, err=True))
     if not plan.detach:
         report_sweep(result, out_dir, plugins)

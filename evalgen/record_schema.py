@@ -87,7 +87,8 @@ def _budget(version: int) -> dict[str, Any]:
         return _object({**properties, "max_seconds": _SECONDS})
     properties.update(max_flops=_optional(_COUNT), clock_cap_seconds=_SECONDS, outlier_examples=_COUNT)
     positive = {"type": "integer", "minimum": 1}
-    later = {"legacy": _optional(_STRING), "sample_draws": positive, "dequantization_samples": positive}
+    later = {"legacy": _optional(_STRING), "sample_draws": positive, "dequantization_samples": positive,
+             "trace_samples": positive, "trace_every": positive}
     return _object({**properties, **later}, required=sorted(properties))
 
 
@@ -109,7 +110,23 @@ def _training(version: int) -> dict[str, Any]:
         properties.update(
             flops=_optional(_COUNT), flop_rate=_optional(_SECONDS), budget_fraction=_optional(_FRACTION),
             flop_counting=_optional(_object({"convention": _STRING, "counted_steps": _COUNT}, required=[])))
-    return _object(properties)
+    required = sorted(properties)
+    if version >= 4:  # traces came later in version 4: optional
+        properties["traces"] = _optional(_TRACES)
+    return _object(properties, required=required)
+
+
+_TRACE_POINT = _object({
+    "step": _COUNT, "flops": _optional(_COUNT), "fid": _optional(_NUMBER), "kid": _optional(_NUMBER),
+    "modes_covered": _COUNT, "high_quality": _optional(_FRACTION), "counts": {"type": "array", "items": _COUNT},
+})
+_TRACES = _object({
+    "level": {"enum": ["light", "full"]}, "num_samples": _COUNT, "every": {"type": "integer", "minimum": 1},
+    "sample_seed": _COUNT, "counts_of": _STRING, "extractor": _optional(_STRING), "reference": _optional(_STRING),
+    "seconds": _SECONDS, "points": {"type": "array", "items": _TRACE_POINT}, "skipped": _optional(_STRING),
+    "selected_by": _optional(_STRING),
+}, required=["level", "num_samples", "every", "sample_seed", "counts_of", "extractor", "reference", "seconds",
+             "points"])
 
 _SCALAR_OR_NULL = {"type": ["string", "number", "boolean", "null"]}
 

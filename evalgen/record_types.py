@@ -19,12 +19,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, NamedTuple
 
 from evalgen.budgets import CLOCK_CAP, Budget
+from evalgen.metrics.dynamics import TracePoint, Traces
 from evalgen.runspec import RunSpec
 from evalgen.types import LikelihoodKind
 
 __all__ = ["CLOCK_CAP", "EXTERNAL_PLUGIN", "EXTERNAL_SAMPLES", "NO_TRAINING", "ORIGIN_KINDS", "REEVALUATED", "TRAINED",
            "DatasetSection", "EvaluationSection", "ExternalSamples", "HistoryRow", "ImportanceSamples", "ModelSection",
-           "Origin", "Provenance", "Reevaluation", "RunRecord", "Sampling", "TrainingSection"]
+           "Origin", "Provenance", "Reevaluation", "RunRecord", "Sampling", "TracePoint", "Traces",
+           "TrainingSection"]
 
 #: What a record's numbers come from (`Origin.kind`): a model evalgen trained under the budget ...
 TRAINED = "trained"
@@ -135,6 +137,8 @@ class TrainingSection:
     flop_rate: float | None = None
     flop_counting: dict[str, Any] | None = None
     budget_fraction: float | None = None
+    #: None: not traced (``--trace off``, no training, records older than traces)
+    traces: Traces | None = None
 
     @property
     def cut_short(self) -> bool:
@@ -329,7 +333,8 @@ class RunRecord:
                      importance_samples=None if samples is None else ImportanceSamples(**samples))
         dataset.update(shape=tuple(dataset["shape"]), sizes=tuple(dataset["sizes"]))
         training.update(budget=Budget(**_known(Budget, training["budget"])),
-                        history=tuple(HistoryRow(*row) for row in training["history"]))
+                        history=tuple(HistoryRow(*row) for row in training["history"]),
+                        traces=None if training.get("traces") is None else Traces.from_dict(training["traces"]))
         evaluation = data.get("evaluation")
         return cls(schema=data["schema"], key=data["key"], status=data["status"], spec=RunSpec(**data["spec"]),
                    model=ModelSection(**_known(ModelSection, model)),

@@ -110,6 +110,12 @@ def test_wgan_gp_covers_the_eight_gaussians_within_5000_steps(tmp_path):
     coverage = record.metrics["mode_coverage"]
     print(f"wgan-gp, 5000 steps: {coverage['modes_covered']}/8 modes, {coverage['high_quality']:.1%} high quality")
     assert coverage["modes_covered"] == 8 and coverage["high_quality"] >= 0.5
+    # traced over training: the coverage curve rises to every mode; no hopping, no collapse
+    covered = [p.modes_covered for p in record.training.traces.points]
+    print(f"traced modes covered: {covered}")
+    assert covered[0] < 8 and covered[-1] == 8
+    dynamics = record.metrics["dynamics"]
+    assert dynamics["hopping"]["hops"] == 0 and not dynamics["collapse"]["collapsed"], dynamics
 
 
 @pytest.mark.long

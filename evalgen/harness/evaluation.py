@@ -20,6 +20,7 @@ from evalgen.harness.contract import EVAL_BATCH_SIZE, CheckedHooks
 from evalgen.harness.data import EVAL_NOISE_SEED, ModelData, dequantization_seed, to_representation, to_stored_values
 from evalgen.harness.resolved import ResolvedRun
 from evalgen.metrics.bounds import IWAE_ESTIMATOR
+from evalgen.metrics.dynamics import Traces
 from evalgen.metrics.nll import importance_weighted_log_prob
 from evalgen.metrics.outlier_scores import BUILTIN_SCORES, OutlierScore
 from evalgen.metrics.outliers import outlier_score_default
@@ -227,12 +228,14 @@ class _Parts:
 def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.device,
              metrics: Registry[MetricSpec], load_dataset: Callable[[str], Dataset],
              only: frozenset[str] | None = None, outlier_scores: Iterable[OutlierScore] = BUILTIN_SCORES,
-             background: Background | None = None) -> tuple[dict[str, Any], torch.Tensor, dict[str, float]]:
+             background: Background | None = None,
+             traces: Traces | None = None) -> tuple[dict[str, Any], torch.Tensor, dict[str, float]]:
     """Metrics of a trained model (skipped ones say why), its samples in stored values, and the
     seconds each part of the evaluation took (sampling, test NLL, then each metric). ``only``:
     the names of the metrics to compute (`evalgen eval --metric`); None: every one.
     ``outlier_scores``: the registered outlier scores; ``background``: the likelihood-ratio
-    score's background model (`evalgen.harness.background`), or None when none was considered."""
+    score's background model (`evalgen.harness.background`), or None when none was considered;
+    ``traces``: what training traced (`evalgen.harness.tracing`), or None."""
     hooks, info, budget, seed = run.hooks, run.info, run.budget, run.spec.seed
     timer = _Parts(device, seed)
     with timer.part("sampling"):
@@ -265,7 +268,7 @@ def evaluate(run: ResolvedRun, model: nn.Module, data: ModelData, device: torch.
         outlier_log_prob=log_prob, test_outlier_log_prob=outlier_test_log_prob,
         outlier_log_prob_note=likelihood_note(hooks.likelihood_with(outlier_importance_samples(hooks))),
         outlier_score_is_likelihood=hooks.spec.outlier_score is None, outlier_scores=tuple(outlier_scores),
-        **(background.inputs(run, info, device) if background is not None else {}),
+        **(background.inputs(run, info, device) if background is not None else {}), traces=traces,
     )
     results.update(_metric_results(inputs, metrics, timer, only))
     return results, samples, timer.seconds

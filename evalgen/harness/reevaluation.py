@@ -163,7 +163,8 @@ def reevaluate(path: Path, settings: EvalSettings, ctx: RunContext) -> RunRecord
     data = ModelData(run.dataset, run.representation, ctx.device)
     background = _background(run, original, path, ctx)
     metrics, samples, seconds = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset, only,
-                                         outlier_scores=ctx.plugins.outlier_scores, background=background)
+                                         outlier_scores=ctx.plugins.outlier_scores, background=background,
+                                         traces=original.training.traces)
     origin = Origin(REEVALUATED, reevaluation=Reevaluation(
         of=original.key, checkpoint_sha256=checkpoint_sha256, importance_samples=settings.importance_samples,
         num_samples=settings.num_samples, metrics=tuple(sorted(only)) if only else None))

@@ -19,6 +19,7 @@ from evalgen.harness.checkpoints import CHECKPOINTS_DIR, checkpoint_path, save_c
 from evalgen.harness.evaluation import evaluate
 from evalgen.harness.grids import SAMPLES_DIR, grid_path, samples_file_path, save_sample_grid, save_samples_file
 from evalgen.harness.resolved import ResolvedRun, resolve_run
+from evalgen.harness.tracing import DEFAULT_TRACE, Tracer, TraceSettings
 from evalgen.harness.training import TrainOutcome, build_and_train, seed_everything  # noqa: F401 - re-exported
 from evalgen.plugins import Plugins
 from evalgen.provenance import git_commit, provenance
@@ -76,6 +77,8 @@ class RunContext:
     executor: str = "local"
     #: Also write every sample the run scored to ``samples/<key>.npz`` (`save_samples_file`).
     save_samples: bool = False
+    #: ``--trace``: off, light or full (`evalgen.harness.tracing`)
+    trace: str = DEFAULT_TRACE
     _datasets: dict[str, Dataset] = field(default_factory=dict)
 
     def dataset(self, name: str) -> Dataset:
@@ -91,7 +94,7 @@ def _training_section(outcome: TrainOutcome, run: ResolvedRun) -> TrainingSectio
         diverged_at_step=outcome.diverged_at_step, divergence=outcome.divergence,
         history=tuple(HistoryRow(*row) for row in outcome.history), losses=outcome.losses,
         flops=outcome.flops, flop_rate=outcome.flops / outcome.seconds if outcome.seconds > 0 else None,
-        flop_counting=outcome.flop_counting, budget_fraction=outcome.budget_fraction)
+        flop_counting=outcome.flop_counting, budget_fraction=outcome.budget_fraction, traces=outcome.traces)
 
 
 def model_section(run: ResolvedRun, model: torch.nn.Module, plugins: Plugins) -> ModelSection:
@@ -112,6 +115,13 @@ def dataset_section(dataset: Dataset) -> DatasetSection:
                           sizes=(len(dataset.train), len(dataset.valid), len(dataset.test)))
 
 
+def _tracer(run: ResolvedRun, ctx: RunContext) -> Tracer | None:
+    settings = TraceSettings.of(ctx.trace, run.budget)
+    if settings is None:
+        return None
+    return Tracer(run.hooks, run.dataset, run.info, settings, ctx.device, load_dataset=ctx.dataset)
+
+
 def run_one(spec: RunSpec, ctx: RunContext,
             prebuilt: torch.nn.Module | None = None) -> tuple[RunRecord, torch.Tensor | None]:
     """Train and evaluate one spec; write its checkpoint, then its record. Returns both the
@@ -121,12 +131,14 @@ def run_one(spec: RunSpec, ctx: RunContext,
     if prebuilt is not None and run.budget.trains:
         raise EvalgenError(f"a model built elsewhere is evaluated as it is: use a budget of no training "
                            f"(none), not '{run.budget.name}'")
-    model, data, outcome = build_and_train(run, run.dataset, run.spec.seed, ctx.device, run.label, prebuilt)
+    model, data, outcome = build_and_train(run, run.dataset, run.spec.seed, ctx.device, run.label, prebuilt,
+                                           tracer=_tracer(run, ctx))
     samples, metrics, seconds, background = None, {}, {}, None
     if outcome.diverged_at_step is None:
         background = train_background(run, ctx.device, ctx.plugins.outlier_scores)
         metrics, samples, seconds = evaluate(run, model, data, ctx.device, ctx.plugins.metrics, ctx.dataset,
-                                             outlier_scores=ctx.plugins.outlier_scores, background=background)
+                                             outlier_scores=ctx.plugins.outlier_scores, background=background,
+                                             traces=outcome.traces)
         if background.model is not None:
             seconds["background_training"] = background.seconds
     record = RunRecord(

@@ -23,6 +23,8 @@ from evalgen.types import TrainState
 if TYPE_CHECKING:
     from evalgen.datasets.base import Dataset
     from evalgen.harness.resolved import ResolvedRun
+    from evalgen.harness.tracing import Tracer
+    from evalgen.record_types import Traces
 
 
 @dataclass
@@ -51,6 +53,8 @@ class TrainOutcome:
     best_valid_nll: float | None = None
     history: list[list[float | None]] = field(default_factory=list)
     losses: dict[str, list[float | None]] = field(default_factory=dict)
+    #: sample quality and modes over training (`evalgen.harness.tracing`), None untraced
+    traces: Traces | None = None
 
     def diverge(self, step: int, reason: str) -> None:
         self.diverged_at_step, self.divergence, self.stopped_by = step, reason, "diverged"
@@ -93,11 +97,23 @@ class _Best:
             self.stale += 1
 
 
+def _trace(tracer: Tracer | None, best: _Best, model: nn.Module, clock: TrainingClock, index: int,
+           last: bool) -> None:
+    """A trace point at a validation point (the clock paused); for an implicit model, the
+    traced FID is what picks the kept parameters."""
+    if tracer is None or not tracer.due(index, last):
+        return
+    point = tracer.trace(model, clock.steps, clock.flops.total)
+    if tracer.selects and point is not None and point.fid is not None:
+        best.offer(point.fid, clock.steps, model)
+
+
 def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget,
-          state: TrainState, label: str) -> TrainOutcome:
+          state: TrainState, label: str, tracer: Tracer | None = None) -> TrainOutcome:
     """Train ``model`` until the budget, early stopping or divergence ends it.
 
-    For likelihood models the parameters of the best validation step are restored at the end.
+    For likelihood models the parameters of the best validation step are restored at the end;
+    for implicit models traced with a classifier, those of the lowest traced FID (``tracer``).
     A budget of no training (`Budget.trains`) takes no step: the model stays as it was built.
     """
     outcome = TrainOutcome()
@@ -112,6 +128,8 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
     model.train()
     progress = tqdm(total=budget.max_steps, desc=label, unit="step", leave=False,  # pragma: no mutate
                     disable=None, mininterval=1.0)  # pragma: no mutate (a progress bar changes no number)
+    if tracer is not None:
+        tracer.trace(model, 0, 0)  # the model as built
     clock.start()
     for batch in data.batches(budget.batch_size, state.generator):
         try:
@@ -142,6 +160,7 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
                 best.offer(valid, state.step, model)
                 if best.stale >= budget.patience:
                     limit = "early stopping"
+            _trace(tracer, best, model, clock, len(outcome.history), last=bool(limit))
             if limit:
                 outcome.stopped_by = limit
                 break
@@ -156,7 +175,9 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
     outcome.budget_fraction = clock.budget_fraction()
     if best.state is not None:
         model.load_state_dict(best.state)
-        outcome.best_step, outcome.best_valid_nll = best.step, best.nll
+        outcome.best_step, outcome.best_valid_nll = best.step, best.nll if validate else None
+    if tracer is not None:
+        outcome.traces = tracer.section(outcome.best_step)
     model.eval()
     return outcome
 
@@ -168,13 +189,15 @@ def seed_everything(seed: int) -> None:
 
 
 def build_and_train(run: ResolvedRun, dataset: Dataset, seed: int, device: torch.device, label: str,
-                    prebuilt: nn.Module | None = None) -> tuple[nn.Module, ModelData, TrainOutcome]:
+                    prebuilt: nn.Module | None = None,
+                    tracer: Tracer | None = None) -> tuple[nn.Module, ModelData, TrainOutcome]:
     """Build ``run``'s model after seeding with ``seed`` (or take ``prebuilt``), then train it on
-    ``dataset`` (the run's, or a background model's perturbed copy) under the run's budget."""
+    ``dataset`` (the run's, or a background model's perturbed copy) under the run's budget,
+    traced by ``tracer``."""
     seed_everything(seed)
     model = (prebuilt if prebuilt is not None else run.hooks.build(run.info, run.options)).to(device)
     state = TrainState(step=0, optimizers=run.hooks.optimizers(model, run.options),
                        generator=torch.Generator(device=device).manual_seed(seed),
                        device=device, dataset=run.info, config=run.options)
     data = ModelData(dataset, run.representation, device)
-    return model, data, train(run.hooks, model, data, run.budget, state, label=label)
+    return model, data, train(run.hooks, model, data, run.budget, state, label=label, tracer=tracer)

@@ -14,7 +14,8 @@ Output layout (DIR), every file byte-for-byte the same when rebuilt from the sam
     index.html         one static page, sortable columns (inline script: works offline)
     protocol.md        datasets, budgets, hardware, versions; a command to reproduce every row
     assets/<row>--samples.png   the lowest finished seed's sample grid (copied from the run)
-    assets/<row>--curve.png     validation NLL against training time, one line per seed
+    assets/<row>--curve.png     validation NLL against training time, traced FID and modes
+                                against training compute, one line per seed
     assets/<board>--dots--<column>.png   per ranked column: each row's value, 95 % interval (`figures`)
     assets/<board>--nll-vs-fid.png       test NLL against FID; implicit models on the FID axis alone
     .evalgen-leaderboard.json   the manifest: every file above with its sha256, written last

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from evalgen.leaderboard.board import Board, Row, build_boards, capabilities
 from evalgen.leaderboard.collect import collect_records
+from evalgen.leaderboard.curves import training_curves
 from evalgen.leaderboard.escape import clean_text
 from evalgen.leaderboard.figures import BoardFigure, board_figures
 from evalgen.leaderboard.formats import leaderboard_csv, leaderboard_latex, leaderboard_markdown
 from evalgen.leaderboard.html import leaderboard_html
-from evalgen.leaderboard.plots import learning_curve, sample_grid
+from evalgen.leaderboard.plots import sample_grid
 from evalgen.leaderboard.protocol import protocol_markdown
 from evalgen.leaderboard.publish import ASSETS, asset_path, publish
 from evalgen.table_columns import TableColumn, builtin_columns
@@ -23,7 +24,7 @@ __all__ = ["ASSETS", "build_leaderboard", "leaderboard_files"]
 
 def _row_images(row: Row, board: Board, runs_dir: Path, report: Callable[[str], None]) -> dict[str, bytes]:
     images = {"samples": sample_grid(row, runs_dir, report),
-              "curve": learning_curve(row, f"{row.label} on {board.dataset} ({board.budget})")}
+              "curve": training_curves(row, f"{row.label} on {board.dataset} ({board.budget})")}
     return {kind: payload for kind, payload in images.items() if payload is not None}
 
 

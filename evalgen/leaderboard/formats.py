@@ -15,6 +15,7 @@ from dataclasses import astuple, fields
 from typing import Any
 
 from evalgen.leaderboard.board import COST, Board, Capability, Cell, Column
+from evalgen.leaderboard.curves import NO_TRACES, has_traces
 from evalgen.leaderboard.escape import LATEX_SPECIAL, Markdown, csv_text, latex_text, markdown_text
 from evalgen.table_columns import TableColumn
 
@@ -97,11 +98,15 @@ def gallery_markdown(board: Board, assets: dict[str, dict[str, str]]) -> str:
     for row in board.rows:
         found = assets.get(row.asset_id, {})
         # the paths are evalgen's own safe asset names (`publish.asset_path`): no escaping needed
-        images = [Markdown(f"![{kind}]({found[kind]})") if kind in found else "—" for kind in ("samples", "curve")]
-        rows.append([row.label, *images])
-    if all(images == ["—", "—"] for _, *images in rows):
+        samples = Markdown(f"![samples]({found['samples']})") if "samples" in found else "—"
+        curve = Markdown(f"![curve]({found['curve']})") if "curve" in found else None
+        if not has_traces(row):  # say so rather than leave the traced curves out unexplained
+            curve = Markdown(f"![curve]({found['curve']}) ({NO_TRACES})") if curve is not None else NO_TRACES
+        rows.append([row.label, samples, curve])
+    if not any(found for found in (assets.get(row.asset_id) for row in board.rows)):
         return ""
-    return markdown_table(["model", "samples (lowest seed)", "validation NLL vs time"], rows, [False] * 3)
+    return markdown_table(["model", "samples (lowest seed)",
+                           "validation NLL vs time; traced FID and modes vs training compute"], rows, [False] * 3)
 
 
 def leaderboard_markdown(boards: list[Board], capabilities: list[Capability], assets: dict[str, dict[str, str]],

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import astuple
 
 from evalgen.leaderboard.board import Board, Capability, Cell, Column, Row
+from evalgen.leaderboard.curves import NO_TRACES, has_traces
 from evalgen.leaderboard.escape import html_text
 from evalgen.leaderboard.figures import INTERVALS, TRADEOFF, BoardFigure
 from evalgen.leaderboard.formats import CAPABILITY_HEADERS, CAPABILITY_NOTE, GENERATED, legend, rank_note
@@ -110,13 +111,14 @@ def _gallery(board: Board, assets: dict[str, dict[str, str]]) -> str:
         found = assets.get(row.asset_id, {})
         images = "".join(f'<img src="{html_text(found[kind])}" alt="{html_text(kind)} of {html_text(row.label)}">'
                          for kind in ("samples", "curve") if kind in found)
+        untraced = "" if has_traces(row) else f" <i>({NO_TRACES})</i>"
         if images:
             figures.append(f"<figure>{images}<figcaption><b>{html_text(row.label)}</b>: "
-                           f"<code>{html_text(row.command)}</code></figcaption></figure>")
+                           f"<code>{html_text(row.command)}</code>{untraced}</figcaption></figure>")
     if not figures:
         return ""
-    return ('<h3>Samples (lowest seed) and validation NLL against training time</h3>\n<div class="gallery">\n'
-            + "\n".join(figures) + "\n</div>")
+    return ('<h3>Samples (lowest seed), validation NLL against training time, traced FID and modes against '
+            'training compute</h3>\n<div class="gallery">\n' + "\n".join(figures) + "\n</div>")
 
 
 #: A board's figure sections (`evalgen.leaderboard.figures`): heading and how to read them.

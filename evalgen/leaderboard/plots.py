@@ -1,5 +1,5 @@
-"""Per-row images: the sample grid of the lowest seed that has one (the run's own PNG, copied) and
-validation NLL against wall-clock training time, one line per seed.
+"""Per-row images: the sample grid of the lowest seed that has one (the run's own PNG, copied);
+the training curves are drawn by `evalgen.leaderboard.curves`.
 
 A sample grid comes from someone else's run folder and is published as it is, so it is copied
 only if it is what `evalgen run` writes there (`sample_grid_problem`): a regular file, reached
@@ -19,12 +19,8 @@ import io
 import os
 import re
 import stat
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
-
-import matplotlib.style
-from matplotlib.figure import Figure
 
 from evalgen.harness.grids import grid_size
 from evalgen.leaderboard.board import Row
@@ -34,7 +30,7 @@ from evalgen.record_types import RunRecord
 from evalgen.storage import inside
 from evalgen.types import LikelihoodKind
 
-__all__ = ["MAX_GRID_BYTES", "MAX_GRID_PIXELS", "PNG_MAGIC", "learning_curve", "sample_grid", "sample_grid_problem"]
+__all__ = ["MAX_GRID_BYTES", "MAX_GRID_PIXELS", "PNG_MAGIC", "sample_grid", "sample_grid_problem"]
 
 FIGSIZE = (4.0, 3.0)
 #: What a learning curve's axis adds to "validation NLL" per likelihood kind.
@@ -165,39 +161,7 @@ def sample_grid(row: Row, runs_dir: Path, report: Callable[[str], None]) -> byte
     return None
 
 
-def _curves(row: Row) -> list[tuple[int, list[float], list[float]]]:
-    curves = []
-    for found in row.found:
-        points = [(h.seconds, h.valid_nll) for h in found.record.training.history if h.valid_nll is not None]
-        if points:
-            curves.append((found.record.spec.seed, [p[0] for p in points], [p[1] for p in points]))
-    return curves
-
-
 def _plain(text: str) -> str:
     """``text`` as matplotlib shows it literally: one line, and a ``$`` would start mathtext
     (a record's name could make the parser fail, and with it the whole build)."""
     return clean_text(text).replace("$", r"\$")
-
-
-def learning_curve(row: Row, title: str) -> bytes | None:
-    """A PNG of validation NLL (nats) against training seconds, or None without validation NLLs
-    (implicit models, runs that diverged before the first validation)."""
-    curves = _curves(row)
-    if not curves:
-        return None
-    what = CURVE_KINDS.get(row.likelihood_kind, "")
-    with matplotlib.style.context("default"):
-        figure = Figure(figsize=FIGSIZE, dpi=DPI)
-        axes = figure.add_subplot()
-        for seed, seconds, nll in curves:
-            axes.plot(seconds, nll, marker=".", markersize=3, linewidth=1, label=f"seed {seed}")
-        axes.set_xlabel("training time (s)")
-        axes.set_ylabel(f"validation NLL (nats{what})")
-        axes.set_title(textwrap.fill(_plain(title), TITLE_WIDTH), fontsize=8)
-        axes.legend(fontsize=7)
-        axes.grid(alpha=0.3)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return buffer.getvalue()

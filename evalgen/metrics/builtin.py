@@ -136,6 +136,18 @@ def score_column(score: OutlierScore) -> MetricColumn:
 OUTLIER_COLUMNS = (MetricColumn("auroc", "AUROC", "auroc", digits=3, value=_headline_auroc, describe=_auroc_label,
                                 run_interval=_headline_intervals),
                    *(score_column(score) for score in BUILTIN_SCORES if score.name != "likelihood"))
+def _dynamics(inputs: MetricInputs) -> dict[str, Any]:
+    from evalgen.metrics.dynamics import dynamics_summary
+
+    points = inputs.traces.points
+    summary = dynamics_summary([p.step for p in points], [p.counts for p in points])
+    return {**summary, "steps": [p.step for p in points], "counts_of": inputs.traces.counts_of}
+
+
+DYNAMICS_COLUMNS = (
+    MetricColumn("mode_hops", "mode hops", "hopping.hops", digits=1),
+    MetricColumn("collapse_step", "collapse at step", "collapse.at_step", digits=0),
+)
 MODE_COLUMNS = (
     MetricColumn("modes_covered", "modes", "modes_covered", digits=1, out_of="num_modes"),
     MetricColumn("high_quality", "HQ %", "high_quality", digits=1, scale=100.0),
@@ -162,6 +174,9 @@ BUILTIN_METRICS = (
                needs=frozenset({"samples"}), data_kinds=frozenset(DataKind),
                higher_is_better={"modes_covered": True, "high_quality": True, "mode_kl": False},
                compute=_mode_coverage, applies=_mode_coverage_reason, columns=MODE_COLUMNS),
+    MetricSpec("dynamics", "mode collapse and mode hopping, from the modes traced over training",
+               needs=frozenset({"traces"}), data_kinds=frozenset(DataKind),
+               higher_is_better={"hopping.hops": False}, compute=_dynamics, columns=DYNAMICS_COLUMNS),
 )
 
 

@@ -17,6 +17,7 @@ import torch
 from evalgen.budgets import Budget
 from evalgen.datasets.base import Dataset
 from evalgen.metrics.columns import MetricColumn
+from evalgen.metrics.dynamics import Traces
 from evalgen.metrics.outlier_scores import BUILTIN_SCORES, OutlierScore
 from evalgen.types import DataKind, DatasetInfo, Likelihood, LikelihoodKind
 
@@ -30,7 +31,9 @@ from evalgen.types import DataKind, DatasetInfo, Likelihood, LikelihoodKind
 #:   the family's own, or -log p(x) / D for models with a likelihood.
 #: * ``labels``: a dataset with class labels (``dataset.num_classes``).
 #: * ``images``: image data, examples of shape (C, H, W) (``info.shape``).
-NEEDS = frozenset({"samples", "log_prob", "outlier_score", "labels", "images"})
+#: * ``traces``: sample quality and modes traced over training (``traces``: ``--trace light`` or
+#:   ``full``, a budget that trains, a dataset with modes or a domain classifier).
+NEEDS = frozenset({"samples", "log_prob", "outlier_score", "labels", "images", "traces"})
 
 
 @dataclass
@@ -77,6 +80,8 @@ class MetricInputs:
             background model, scored as ``outlier_log_prob``; None when there is none.
         background: what the record says about that model (its perturbation and training), or
             ``{"skipped": reason}``; None when no background model was considered.
+        traces: sample quality and modes traced over training (`evalgen.metrics.dynamics.Traces`),
+            or None (untraced).
     """
 
     dataset: Dataset
@@ -107,6 +112,7 @@ class MetricInputs:
     outlier_scores: tuple[OutlierScore, ...] = BUILTIN_SCORES
     background_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
     background: Mapping[str, Any] | None = None
+    traces: Traces | None = None
 
     def available(self) -> set[str]:
         have = set()
@@ -120,6 +126,8 @@ class MetricInputs:
             have.add("labels")
         if len(self.info.shape) == 3:
             have.add("images")
+        if self.traces is not None and self.traces.points:
+            have.add("traces")
         return have
 
 

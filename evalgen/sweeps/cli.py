@@ -101,10 +101,13 @@ def _print_status(statuses: list[Any]) -> None:
               help="Say what is done, running, pending and failed (with the log's last lines); run nothing.")
 @click.option("--rerun", is_flag=True, help="Train again even where a finished record exists.")
 @click.option("--save-samples", is_flag=True, help="Also save every sample each run scored (samples/<key>.npz).")
+@click.option("--trace", type=click.Choice(["off", "light", "full"]), default="light", show_default=True,
+              help="Trace sample quality and modes over training (as evalgen run --trace).")
 @execution_options
 @user_errors
 def sweep_command(sweep_file: Path, out_dir: Path | None, device: str | None, data_dir: Path | None,
-                  dry_run: bool, show_status: bool, rerun: bool, save_samples: bool, **execution: Any) -> None:
+                  dry_run: bool, show_status: bool, rerun: bool, save_samples: bool, trace: str,
+                  **execution: Any) -> None:
     """Run the matrix of runs that SWEEP_FILE (TOML) lists, on this machine or a SLURM cluster.
 
     Runs with a finished record are reused, so running the sweep again runs only what is missing."""
@@ -123,7 +126,8 @@ def sweep_command(sweep_file: Path, out_dir: Path | None, device: str | None, da
     if show_status:
         _print_status(sweep_status(specs, out))
         return
-    target = SweepTarget(out, device or sweep.device or "auto", data_dir or sweep.data_dir, rerun, save_samples)
+    target = SweepTarget(out, device or sweep.device or "auto", data_dir or sweep.data_dir, rerun, save_samples,
+                         trace)
     result = execute_sweep(specs, target, plan, plugins, lambda line: click.echo(line, err=True))
     if plan.detach:
         return

@@ -37,6 +37,7 @@ class SweepTarget:
     data_dir: Path | None
     rerun: bool = False
     save_samples: bool = False  #: also write samples/<key>.npz
+    trace: str = "light"  #: ``--trace``: off, light or full (`evalgen.harness.tracing`)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def execute_sweep(specs: Sequence[RunSpec], target: SweepTarget, execution: Exec
     """Run every spec on ``execution``'s executor; the finished records and the failures."""
     if execution.executor == "local" and execution.jobs == 1:
         ctx = RunContext(plugins=plugins, out_dir=target.out_dir, device=resolve_device(target.device),
-                         load_context=_load_context(target), rerun=target.rerun, save_samples=target.save_samples)
+                         load_context=_load_context(target), rerun=target.rerun, save_samples=target.save_samples,
+                         trace=target.trace)
         return run_sweep(specs, ctx, report=report)
     resolve_device(target.device)  # a bad --device fails here, not in every job
     progress = Progress(len(specs), report)

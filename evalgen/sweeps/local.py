@@ -107,7 +107,7 @@ def run_local_jobs(specs: Sequence[RunSpec], target: Any, execution: Execution, 
                 task = RunTask(spec, str(out_dir), "cuda" if gpu is not None else device,
                                None if target.data_dir is None else str(target.data_dir),
                                f"local ({execution.jobs} jobs)", threads, target.rerun, state.new_attempt(),
-                               target.save_samples)
+                               target.save_samples, target.trace)
                 running.append(_start(spec, task, gpu, out_dir))
                 progress.started(spec.key, f"GPU {gpu}" if gpu is not None else f"{threads} threads")
             time.sleep(POLL_SECONDS)

@@ -93,7 +93,7 @@ def submit_array(specs: Sequence[RunSpec], target: Any, options: SlurmOptions) -
     folder.mkdir(parents=True, exist_ok=True)
     tasks = [RunTask(spec, str(out_dir.resolve()), target.device,
                      None if data_dir is None else str(data_dir.resolve()), "slurm", options.cpus_per_job,
-                     target.rerun, None, target.save_samples).to_json() for spec in specs]
+                     target.rerun, None, target.save_samples, target.trace).to_json() for spec in specs]
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
     try:

@@ -37,6 +37,7 @@ class RunTask:
     rerun: bool = False
     attempt: str | None = None  #: a local job's attempt name (its log files)
     save_samples: bool = False  #: also write samples/<key>.npz
+    trace: str = "light"  #: ``--trace`` (`evalgen.harness.tracing`)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -65,7 +66,8 @@ def execute(task: RunTask) -> str:
         state.write_state(out_dir, key, state.RunState.now("running", attempt=task.attempt))
         ctx = RunContext(plugins=load_plugins(), out_dir=out_dir, device=resolve_device(task.device),
                          load_context=load_context_from_env(None if task.data_dir is None else Path(task.data_dir)),
-                         rerun=task.rerun, executor=task.executor, save_samples=task.save_samples)
+                         rerun=task.rerun, executor=task.executor, save_samples=task.save_samples,
+                         trace=task.trace)
         result = run_sweep([task.spec], ctx, report=lines.append)
         if result.failures:
             raise EvalgenError(result.failures[0][1])
