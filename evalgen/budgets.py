@@ -70,7 +70,8 @@ class Budget:
             dequantized data: its test NLL is the importance-weighted dequantization bound
             -log (1/K) sum_k p((x + u_k) / L) + D log L (`evalgen.metrics.nll`); 1 on older records.
         trace_samples: samples drawn per trace point at ``--trace light`` (`evalgen.harness.tracing`).
-        trace_every: ``--trace light`` traces every this many validation points (and the last).
+        trace_points: at most this many ``--trace light`` points per run, one per 1/trace_points
+            of the budget (plus the model as built); independent of the run's length in steps.
     """
 
     name: str
@@ -90,7 +91,7 @@ class Budget:
     sample_draws: int = 1
     dequantization_samples: int = 1
     trace_samples: int = 256
-    trace_every: int = 1
+    trace_points: int = 20
     #: set only on the budget of a record of schema 1 or 2 (read by `evalgen.records.upgrade`):
     #: "seconds-bound (schema 1)", a budget of wall-clock seconds, comparable with nothing else
     legacy: str | None = None

@@ -135,8 +135,8 @@ def budgets_command() -> None:
               help="Samples per test example for importance-sampled likelihoods (IWAE's K); "
                    "default: the budget's.")
 @click.option("--trace", type=click.Choice(["off", "light", "full"]), default="light", show_default=True,
-              help="Trace sample quality and modes over training: light (the budget's trace_samples every "
-                   "trace_every validations), full (4x the samples, every validation) or off.")
+              help="Trace sample quality and modes over training: light (the budget's trace_samples at "
+                   "most trace_points times, spread over the budget), full (4x the samples, every validation) or off.")
 @execution_options
 @user_errors
 def run_command(plugin_name: str, models: tuple[str, ...], dataset: str | None, budget: str, seeds: int,

@@ -88,7 +88,7 @@ def _budget(version: int) -> dict[str, Any]:
     properties.update(max_flops=_optional(_COUNT), clock_cap_seconds=_SECONDS, outlier_examples=_COUNT)
     positive = {"type": "integer", "minimum": 1}
     later = {"legacy": _optional(_STRING), "sample_draws": positive, "dequantization_samples": positive,
-             "trace_samples": positive, "trace_every": positive}
+             "trace_samples": positive, "trace_points": positive}
     return _object({**properties, **later}, required=sorted(properties))
 
 
@@ -121,11 +121,13 @@ _TRACE_POINT = _object({
     "modes_covered": _COUNT, "high_quality": _optional(_FRACTION), "counts": {"type": "array", "items": _COUNT},
 })
 _TRACES = _object({
-    "level": {"enum": ["light", "full"]}, "num_samples": _COUNT, "every": {"type": "integer", "minimum": 1},
+    "level": {"enum": ["light", "full"]}, "num_samples": _COUNT, "cadence": _STRING,
+    "max_points": _optional({"type": "integer", "minimum": 1}),
     "sample_seed": _COUNT, "counts_of": _STRING, "extractor": _optional(_STRING), "reference": _optional(_STRING),
     "seconds": _SECONDS, "points": {"type": "array", "items": _TRACE_POINT}, "skipped": _optional(_STRING),
     "selected_by": _optional(_STRING),
-}, required=["level", "num_samples", "every", "sample_seed", "counts_of", "extractor", "reference", "seconds",
+}, required=["level", "num_samples", "cadence", "max_points", "sample_seed", "counts_of", "extractor", "reference",
+             "seconds",
              "points"])
 
 _SCALAR_OR_NULL = {"type": ["string", "number", "boolean", "null"]}

@@ -119,6 +119,9 @@ class HopBudget:
     def evalgen_register_budgets(self, register):
         register(Budget("hop", "400 steps, validation every 50", max_flops=None, max_steps=400, max_examples=None,
                         clock_cap_seconds=600, batch_size=32, eval_every=50, patience=5, num_samples=256))
+        register(Budget("often", "400 steps, validation every 10, 5 trace points", max_flops=None, max_steps=400,
+                        max_examples=None, clock_cap_seconds=600, batch_size=32, eval_every=10, patience=5,
+                        num_samples=256, trace_points=5))
 
 
 def _context(tmp_path, *extra) -> RunContext:
@@ -188,11 +191,19 @@ def test_an_implicit_model_keeps_its_lowest_traced_fid_parameters(tmp_path):
     assert all(sum(p.counts) == traces.num_samples for p in traces.points)  # every sample gets a class
 
 
+def test_light_traces_at_most_the_budgets_points_however_often_it_validates(tmp_path):
+    ctx = _context(tmp_path, ("hopper", ModeFamily("hopper", _hopper)))
+    record, _ = run_one(RunSpec("hopper", "toy", "eight-gaussians", "often", 0), ctx)
+    # 40 validations; one point per fifth of the 400 steps, and the model as built
+    assert [p.step for p in record.training.traces.points] == [0, 80, 160, 240, 320, 400]
+    assert record.training.traces.max_points == 5 and "1/5 of the budget" in record.training.traces.cadence
+
+
 def test_points_are_where_the_budget_says():
     from evalgen.harness.tracing import TraceSettings
 
     quick = load_plugins().budgets.get("quick")
-    assert TraceSettings.of("light", quick) == TraceSettings("light", quick.trace_samples, quick.trace_every)
-    assert TraceSettings.of("full", quick) == TraceSettings("full", 4 * quick.trace_samples, 1)
+    assert TraceSettings.of("light", quick) == TraceSettings("light", quick.trace_samples, quick.trace_points)
+    assert TraceSettings.of("full", quick) == TraceSettings("full", 4 * quick.trace_samples, None)
     assert TraceSettings.of("off", quick) is None
     assert TraceSettings.of("light", load_plugins().budgets.get("none")) is None

@@ -11,16 +11,19 @@ point, so the points differ only by the model) and records:
   `REFERENCE_EXAMPLES` examples of the *validation* split (so a checkpoint chosen by them never
   saw the test split), computed once per run; the classifier is loaded once per run.
 
-``--trace`` sets the cost (`TraceSettings`): ``light`` draws ``budget.trace_samples`` at every
-``budget.trace_every``-th validation point, ``full`` `FULL_SAMPLES_FACTOR` times as many at every
-one, ``off`` nothing. The first point is the model as built (step 0), the last the end of
-training. Sampling runs under a forked global RNG and in eval mode, so tracing does not change
+``--trace`` sets the cost (`TraceSettings`): ``light`` draws ``budget.trace_samples`` at the
+first validation point past each ``1 / budget.trace_points`` of the budget (its FLOPs, steps or
+examples, whichever is nearest its limit: the same points on every machine), so a run has at most
+``trace_points`` of them however many validations it makes; ``full`` `FULL_SAMPLES_FACTOR` times
+as many samples at every validation point; ``off`` nothing. The first point is the model as
+built (step 0), the last the end of training. Sampling runs under a forked global RNG and in eval mode, so tracing does not change
 what a likelihood model learns; an implicit model's kept parameters are those of the lowest
 traced FID (`Tracer.selects`), stated in the record.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,11 +57,19 @@ BATCH = 500
 
 @dataclass(frozen=True)
 class TraceSettings:
-    """How much is traced: ``num_samples`` per point, at every ``every``-th validation point."""
+    """How much is traced: ``num_samples`` per point, at most ``points`` of them spread over the
+    budget (None: at every validation point)."""
 
     level: str
     num_samples: int
-    every: int
+    points: int | None
+
+    @property
+    def cadence(self) -> str:
+        if self.points is None:
+            return "every validation point, and the model as built"
+        return (f"the first validation point past each 1/{self.points} of the budget, the last one, "
+                f"and the model as built")
 
     @classmethod
     def of(cls, level: str, budget: Budget) -> TraceSettings | None:
@@ -67,8 +78,8 @@ class TraceSettings:
         if level == "off" or not budget.trains:
             return None
         if level == "full":
-            return cls(level, FULL_SAMPLES_FACTOR * budget.trace_samples, 1)
-        return cls(level, budget.trace_samples, budget.trace_every)
+            return cls(level, FULL_SAMPLES_FACTOR * budget.trace_samples, None)
+        return cls(level, budget.trace_samples, budget.trace_points)
 
 
 class _ClassifierTrace:
@@ -135,6 +146,7 @@ class Tracer:
         self.hooks, self.dataset, self.info, self.settings, self.device = hooks, dataset, info, settings, device
         self.points: list[TracePoint] = []
         self.seconds = 0.0
+        self.slot = 0  # the last 1/trace_points of the budget that has a point
         self.reason = trace_reason(dataset)
         self.classifier = None
         if self.reason is None and dataset.modes is None:
@@ -146,8 +158,17 @@ class Tracer:
         """Whether the traced FID picks the kept parameters: implicit models, with a classifier."""
         return self.classifier is not None and not self.hooks.has_likelihood
 
-    def due(self, validation_index: int, last: bool) -> bool:
-        return self.reason is None and (last or validation_index % self.settings.every == 0)
+    def due(self, budget_fraction: float, last: bool) -> bool:
+        """Whether a validation point, ``budget_fraction`` of the way through the budget, is traced."""
+        if self.reason is not None:
+            return False
+        if self.settings.points is None or last:
+            return True
+        slot = math.floor(budget_fraction * self.settings.points)
+        if slot <= self.slot:
+            return False
+        self.slot = slot
+        return True
 
     def trace(self, model: nn.Module, step: int, flops: int) -> TracePoint | None:
         """One point: the model's fixed-seed sample, scored (its mode in eval mode, the RNG forked)."""
@@ -180,7 +201,8 @@ class Tracer:
                   else f"samples per class under {classifier.name}")
         reference = None if classifier is None else f"{self.dataset.name} valid[:{classifier.num_reference}]"
         return Traces(
-            level=self.settings.level, num_samples=self.settings.num_samples, every=self.settings.every,
+            level=self.settings.level, num_samples=self.settings.num_samples,
+            cadence=self.settings.cadence, max_points=self.settings.points,
             sample_seed=TRACE_SEED, counts_of=source, extractor=None if classifier is None else classifier.name,
             reference=reference, seconds=self.seconds, points=tuple(self.points), skipped=self.reason,
             selected_by=("lowest traced FID against the validation split" if self.selects and selected_step is not None

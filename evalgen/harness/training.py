@@ -97,11 +97,10 @@ class _Best:
             self.stale += 1
 
 
-def _trace(tracer: Tracer | None, best: _Best, model: nn.Module, clock: TrainingClock, index: int,
-           last: bool) -> None:
+def _trace(tracer: Tracer | None, best: _Best, model: nn.Module, clock: TrainingClock, last: bool) -> None:
     """A trace point at a validation point (the clock paused); for an implicit model, the
     traced FID is what picks the kept parameters."""
-    if tracer is None or not tracer.due(index, last):
+    if tracer is None or not tracer.due(clock.budget_fraction(), last):
         return
     point = tracer.trace(model, clock.steps, clock.flops.total)
     if tracer.selects and point is not None and point.fid is not None:
@@ -160,7 +159,7 @@ def train(hooks: CheckedHooks, model: nn.Module, data: ModelData, budget: Budget
                 best.offer(valid, state.step, model)
                 if best.stale >= budget.patience:
                     limit = "early stopping"
-            _trace(tracer, best, model, clock, len(outcome.history), last=bool(limit))
+            _trace(tracer, best, model, clock, last=bool(limit))
             if limit:
                 outcome.stopped_by = limit
                 break

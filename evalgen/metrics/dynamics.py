@@ -80,14 +80,16 @@ class TracePoint:
 @dataclass(frozen=True)
 class Traces:
     """Sample quality and mode coverage traced over training (``--trace``): ``level``, the
-    ``num_samples`` drawn at every ``every``-th validation point with seed ``sample_seed``, what
+    ``num_samples`` drawn at the points ``cadence`` says (at most ``max_points``; None: every
+    validation point) with seed ``sample_seed``, what
     ``counts`` count (``counts_of``), the classifier and reference of FID/KID, the wall-clock
     ``seconds`` tracing took, the points; ``skipped`` says why a run has no points;
     ``selected_by`` how an implicit model's kept parameters were chosen (None: the last)."""
 
     level: str
     num_samples: int
-    every: int
+    cadence: str
+    max_points: int | None
     sample_seed: int
     counts_of: str
     extractor: str | None
