@@ -4,8 +4,10 @@ Runs each model once with ``--trace off`` and once with the level asked for, sid
 process, under one budget (default ``quick``) on one dataset (default ``digits``): the same
 command as `evalgen run`, background model and evaluation included. Prints per model the
 wall-clock seconds of each run, the seconds added, the seconds tracing itself took (the record's
-``training.traces.seconds``), the number of trace points and the ratio traced / untraced
-against ``--limit`` (default 1.20: at most 20 % added). Training is the same with and without
+``training.traces.seconds``), the number of trace points, the ratio traced / untraced, and the
+share of the traced run's wall time spent tracing; the verdict holds that share against
+``--limit`` (default 1.20: tracing at most 20 % of the run). The share is measured inside the
+run, so it holds on a loaded machine; the wall-clock ratio of two separate runs does not. Training is the same with and without
 tracing for likelihood models (tested); implicit models are then selected by the traced FID.
 It always exits 0: it is a benchmark, not a test.
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plugins = load_plugins()
     print(f"{'model':24} {'dataset':18} {'off s':>7} {args.level + ' s':>8} {'added s':>8} {'tracing s':>9} "
-          f"{'points':>6} {'ratio':>6}  verdict", flush=True)
+          f"{'points':>6} {'ratio':>6} {'share':>6}  verdict", flush=True)
     for label in args.model or DEFAULT_MODELS:
         plugin, _, model = label.partition(":")
         dataset = _dataset_for(plugins, plugin, model, args.dataset)
@@ -72,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         traces = record.training.traces
         tracing = traces.seconds if traces is not None else 0.0
         points = len(traces.points) if traces is not None else 0
-        ratio = on / off
-        verdict = "PASS" if ratio <= args.limit else "OVER"
+        ratio, share = on / off, tracing / on
+        verdict = "PASS" if share <= args.limit - 1 else "OVER"
         print(f"{label:24} {dataset:18} {off:7.1f} {on:8.1f} {on - off:8.1f} {tracing:9.2f} {points:6d} "
-              f"{ratio:6.3f}  {verdict} (<= {args.limit:.2f})", flush=True)
+              f"{ratio:6.3f} {share:6.1%}  {verdict} (tracing <= {args.limit - 1:.0%})", flush=True)
     return 0
 
 
