@@ -8,7 +8,8 @@ wall-clock seconds of each run, the seconds added, the seconds tracing itself to
 share of the traced run's wall time spent tracing; the verdict holds that share against
 ``--limit`` (default 1.20: tracing at most 20 % of the run). The share is measured inside the
 run, so it holds on a loaded machine; the wall-clock ratio of two separate runs does not.
-Training is the same with and without tracing for likelihood models (tested); implicit models are then selected by the traced FID.
+Training is the same with and without tracing for likelihood models (tested); implicit models
+are then selected by the traced FID.
 It always exits 0: it is a benchmark, not a test.
 
     python benchmarks/trace_overhead.py [--budget quick] [--dataset digits] [--level light]

@@ -16,7 +16,8 @@ first validation point past each ``1 / budget.trace_points`` of the budget (its 
 examples, whichever is nearest its limit: the same points on every machine), so a run has at most
 ``trace_points`` of them however many validations it makes; ``full`` `FULL_SAMPLES_FACTOR` times
 as many samples at every validation point; ``off`` nothing. The first point is the model as
-built (step 0), the last the end of training. Sampling runs under a forked global RNG and in eval mode, so tracing does not change
+built (step 0), the last the end of training. Sampling runs under a forked global RNG and in
+eval mode, so tracing does not change
 what a likelihood model learns; an implicit model's kept parameters are those of the lowest
 traced FID (`Tracer.selects`), stated in the record.
 """
