@@ -128,18 +128,24 @@ def outlier_log_prob(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
     scored: K = `outlier_importance_samples`, one dequantization draw from `EVAL_NOISE_SEED`
     (the same noise for every set and every model), in batches of `EVAL_BATCH_SIZE`."""
     k = outlier_importance_samples(hooks)
+    return _per_example(lambda x: hooks.log_prob(model, x, k), model, info, device)
 
+
+def _per_example(score: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, info: DatasetInfo,
+                 device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Stored values (N, *shape) -> (N,) float64 on the CPU: ``score`` of the model's inputs, in
+    eval mode, batches of `EVAL_BATCH_SIZE`, one dequantization draw from `EVAL_NOISE_SEED`."""
     @torch.no_grad()
-    def log_prob(stored: torch.Tensor) -> torch.Tensor:
+    def scored(stored: torch.Tensor) -> torch.Tensor:
         model.eval()
         noise = torch.Generator(device=device).manual_seed(EVAL_NOISE_SEED)
         out = []
         for chunk in stored.split(EVAL_BATCH_SIZE):
             x = to_representation(chunk.to(device), info.representation, info.levels, noise)
-            out.append(hooks.log_prob(model, x, k).double().cpu())
+            out.append(score(x).double().cpu())
         return torch.cat(out)
 
-    return log_prob
+    return scored
 
 
 def outlier_scorer(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
@@ -152,18 +158,7 @@ def outlier_scorer(hooks: CheckedHooks, model: nn.Module, info: DatasetInfo,
             return None, "no likelihood and no outlier score"
         log_prob = outlier_log_prob(hooks, model, info, device)
         return (lambda stored: outlier_score_default(log_prob(stored), info.num_dims)), label
-
-    @torch.no_grad()
-    def score(stored: torch.Tensor) -> torch.Tensor:
-        model.eval()
-        noise = torch.Generator(device=device).manual_seed(EVAL_NOISE_SEED)
-        out = []
-        for chunk in stored.split(EVAL_BATCH_SIZE):
-            x = to_representation(chunk.to(device), info.representation, info.levels, noise)
-            out.append(hooks.outlier_score(model, x).double().cpu())
-        return torch.cat(out)
-
-    return score, label
+    return _per_example(lambda x: hooks.outlier_score(model, x), model, info, device), label
 
 
 def likelihood_note(likelihood: Likelihood) -> str:
