@@ -125,10 +125,19 @@ _TRACES = _object({
     "max_points": _optional({"type": "integer", "minimum": 1}),
     "sample_seed": _COUNT, "counts_of": _STRING, "extractor": _optional(_STRING), "reference": _optional(_STRING),
     "seconds": _SECONDS, "points": {"type": "array", "items": _TRACE_POINT}, "skipped": _optional(_STRING),
-    "selected_by": _optional(_STRING),
+    "selected_by": _optional(_STRING), "warnings": {"type": "array", "items": _STRING},
 }, required=["level", "num_samples", "cadence", "max_points", "sample_seed", "counts_of", "extractor", "reference",
              "seconds",
              "points"])
+
+_COUNTS = {"type": "array", "items": _COUNT}
+_DYNAMICS = {
+    "num_modes": _COUNT, "held": _COUNTS, "steps": _COUNTS,
+    "collapse": _object({"at_step": _optional(_COUNT), "collapsed": {"type": "boolean"}}),
+    "hopping": _object({"steps": _COUNTS, "hops": _COUNT,
+                        "total_variation": {"type": "array", "items": _optional(_SECONDS)},  # >= 0 (1 + rounding)
+                        "threshold": _FRACTION, "false_alarm_rate": _optional(_FRACTION)}),
+}
 
 _SCALAR_OR_NULL = {"type": ["string", "number", "boolean", "null"]}
 
@@ -163,6 +172,8 @@ def _metrics_section(version: int) -> dict[str, Any]:
     if version >= 2:
         properties["mode_coverage"] = _metric({"modes_covered": _COUNT, "num_modes": _COUNT,
                                                "high_quality": _optional(_FRACTION), "mode_kl": _optional(_NUMBER)})
+    if version >= 4:
+        properties["dynamics"] = _metric(_DYNAMICS)
     return _object(properties, required=[])
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from evalgen.errors import EvalgenError
+from evalgen.metrics.dynamics import Traces, trace_problem
 from evalgen.metrics.nll import discrete_likelihood
 from evalgen.record_schema import SCHEMA, SCHEMA_1, SCHEMA_2, SCHEMA_3, SCHEMA_NAME, SCHEMA_VERSION, validate_record
 from evalgen.record_types import EXTERNAL_PLUGIN, EXTERNAL_SAMPLES, REEVALUATED, Origin, RunRecord
@@ -70,6 +71,19 @@ def _check_bits_per_dim(record: dict[str, Any], path: Path) -> None:
                            f"the record was edited or is corrupt: delete it and run it again")
 
 
+def _check_traces(record: dict[str, Any], path: Path) -> None:
+    """The traces are what a run can trace, and the dynamics metric is what they give: neither a
+    curve nor a "mode hops" cell can be forged on its own."""
+    section, dynamics = record["training"].get("traces"), record["metrics"].get("dynamics")
+    computed = dynamics if isinstance(dynamics, dict) and "skipped" not in dynamics else None
+    if section is None:
+        problem = "it has mode dynamics but no traces" if computed is not None else None
+    else:
+        problem = trace_problem(Traces.from_dict(section), record["training"]["steps"], computed)
+    if problem is not None:
+        raise EvalgenError(f"{path}: {problem}; the record was edited or is corrupt: delete it and run it again")
+
+
 def _check_origin(record: dict[str, Any], path: Path) -> None:
     """The origin agrees with the rest: external samples are the reserved plugin's and have no
     model; a re-evaluation says of what; a trained run is neither. A record cannot pass samples
@@ -110,6 +124,7 @@ def check_identity(record: dict[str, Any], path: Path) -> None:
             raise EvalgenError(f"{path}: its spec names {section} '{spec[section]}' but it describes '{name}'; "
                                f"the record was edited or is corrupt: delete it and run it again")
     _check_bits_per_dim(record, path)
+    _check_traces(record, path)
 
 
 def likelihood_kind_of_label(label: str) -> LikelihoodKind:

@@ -185,19 +185,21 @@ def test_a_tiny_evalgen_run_never_unpickles_a_planted_cache(tmp_path, root, digi
 
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", "--plugin", "baselines", "--model", "categorical", "--dataset",
-                                       "digits", "--budget", "smoke", "--out", str(out),
-                                       # untraced: a tracer would repair the planted classifier first, and
-                                       # its note would not reach the sample-quality warnings read below
-                                       "--trace", "off"])
+                                       "digits", "--budget", "smoke", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert not marker.exists()
     (record,) = (out / "records").glob("*.json")
-    quality = json.loads(record.read_text())["metrics"]["sample_quality"]
-    print(f"evalgen run on a planted cache: FID {quality['fid']:.2f}; warnings {quality['warnings']}")
+    data = json.loads(record.read_text())
+    quality, traces = data["metrics"]["sample_quality"], data["training"]["traces"]
+    print(f"evalgen run on a planted cache: FID {quality['fid']:.2f}; warnings {quality['warnings']}; "
+          f"trace warnings {traces['warnings']}")
     assert quality["reference_key"] == key  # the plants were where the run looked
     assert quality["reference_cached"] is False
-    _assert_one_line_naming(quality["warnings"], weights)
+    # the tracer loads the classifier first: it finds the planted weights, trains them again and
+    # says so in the traces; sample quality then finds good weights and the planted reference
+    _assert_one_line_naming(traces["warnings"], weights)
     _assert_one_line_naming(quality["warnings"], reference)
+    assert not any(str(weights) in line for line in quality["warnings"])
     # Reference: the same run from an untouched cache; the repaired one gives the same FID.
     shutil.rmtree(evalgen_root)
     shutil.copytree(root, evalgen_root)

@@ -89,8 +89,9 @@ class _ClassifierTrace:
     def __init__(self, dataset: Dataset, load_dataset: Callable[[str], Dataset] | None) -> None:
         from evalgen.metrics.extractors import EMBEDDING, LOGITS, DomainFeatureExtractor, ensure_extractor, to_uint8
 
-        weights = ensure_extractor(dataset.feature_extractor, dataset=dataset, load_dataset=load_dataset)
-        self.name, self.levels, self.to_uint8 = weights.name, dataset.levels, to_uint8
+        # the record keeps the cache repairs on the way (`Traces.warnings`), as sample quality's do
+        weights = ensure_extractor(dataset.feature_extractor, dataset=dataset, load_dataset=load_dataset, warn=False)
+        self.name, self.levels, self.to_uint8, self.notes = weights.name, dataset.levels, to_uint8, weights.notes
         self.extractor = DomainFeatureExtractor(weights.name, [LOGITS, EMBEDDING],
                                                 feature_extractor_weights_path=weights.path,
                                                 expected_sha256=weights.sha256)
@@ -206,6 +207,7 @@ class Tracer:
             cadence=self.settings.cadence, max_points=self.settings.points,
             sample_seed=TRACE_SEED, counts_of=source, extractor=None if classifier is None else classifier.name,
             reference=reference, seconds=self.seconds, points=tuple(self.points), skipped=self.reason,
+            warnings=() if classifier is None else classifier.notes,
             selected_by=("lowest traced FID against the validation split" if self.selects and selected_step is not None
                          else None))
 

@@ -46,6 +46,7 @@ __all__ = [
     "hop_steps",
     "null_false_alarm_rate",
     "total_variation",
+    "trace_problem",
 ]
 
 #: A mode is held with at least this fraction of a uniform share of the assigned samples.
@@ -59,6 +60,8 @@ HOP_MAX_HELD_FRACTION = 0.5
 #: Simulations per consecutive pair of the false-alarm rate, and their seed.
 NULL_DRAWS = 200
 NULL_SEED = 4_242
+#: A Fréchet distance is >= 0; this much below is rounding, more is a forged or corrupt number.
+FID_ROUNDING = 1e-6
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,8 @@ class Traces:
     validation point) with seed ``sample_seed``, what
     ``counts`` count (``counts_of``), the classifier and reference of FID/KID, the wall-clock
     ``seconds`` tracing took, the points; ``skipped`` says why a run has no points;
-    ``selected_by`` how an implicit model's kept parameters were chosen (None: the last)."""
+    ``selected_by`` how an implicit model's kept parameters were chosen (None: the last);
+    ``warnings`` the cache problems found (and repaired) loading the classifier, a line each."""
 
     level: str
     num_samples: int
@@ -98,6 +102,7 @@ class Traces:
     points: tuple[TracePoint, ...]
     skipped: str | None = None
     selected_by: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Traces:
@@ -106,7 +111,7 @@ class Traces:
             return {f.name: section[f.name] for f in fields(kind) if f.name in section}
 
         points = tuple(TracePoint(**{**known(TracePoint, p), "counts": tuple(p["counts"])}) for p in data["points"])
-        return cls(**{**known(cls, data), "points": points})
+        return cls(**{**known(cls, data), "points": points, "warnings": tuple(data.get("warnings", ()))})
 
 
 def total_variation(p: Sequence[float], q: Sequence[float]) -> float | None:
@@ -197,3 +202,57 @@ def dynamics_summary(steps: Sequence[int], histograms: Sequence[Sequence[int]]) 
                                            f"consecutive pair's sizes from its pooled histogram, {NULL_DRAWS} "
                                            f"simulations per pair, mean over pairs"},
     }
+
+
+def _point_problem(point: TracePoint, traces: Traces, training_steps: int) -> str | None:
+    counted = sum(point.counts)
+    problems = [
+        (counted > traces.num_samples, f"counts {counted} samples of the {traces.num_samples} drawn"),
+        (traces.extractor is not None and counted != traces.num_samples,
+         f"counts {counted} samples under the classifier, not the {traces.num_samples} drawn"),
+        (point.modes_covered != sum(1 for c in point.counts if c >= 1), "gives modes covered its counts do not"),
+        (point.high_quality is not None and abs(point.high_quality * traces.num_samples - counted) > 0.5,
+         "gives a high-quality fraction its counts do not"),
+        (traces.extractor is None and (point.fid is not None or point.kid is not None),
+         "has an FID or KID without a classifier"),
+        (point.fid is not None and point.fid < -FID_ROUNDING, "has a negative FID"),
+        (point.step > training_steps, f"is past the run's {training_steps} steps"),
+    ]
+    return next((f"its trace point at step {point.step} {what}" for wrong, what in problems if wrong), None)
+
+
+def _mismatch(recorded: Any, expected: Any, name: str) -> str | None:
+    """The first field of ``expected`` that ``recorded`` (untrusted JSON) does not hold."""
+    if isinstance(expected, dict):
+        if not isinstance(recorded, dict):
+            return name
+        return next((m for key, value in expected.items()
+                     if (m := _mismatch(recorded.get(key), value, f"{name}.{key}")) is not None), None)
+    return None if recorded == expected and type(recorded) is type(expected) else name
+
+
+def trace_problem(traces: Traces, training_steps: int, dynamics: dict[str, Any] | None) -> str | None:
+    """Why ``traces`` (a record's, untrusted) cannot be what a run of ``training_steps`` steps
+    traced, or why its ``dynamics`` metric section (None: absent or skipped) was not computed
+    from them; None when everything agrees. Only the deterministic fields are recomputed (not
+    the simulated false-alarm rate)."""
+    points = traces.points
+    if traces.skipped is not None and points:
+        return "its traces say they were skipped but have points"
+    if len({len(p.counts) for p in points}) > 1:
+        return "its trace points count different numbers of modes"
+    steps = [p.step for p in points]
+    flops = [p.flops for p in points if p.flops is not None]
+    if steps != sorted(steps) or flops != sorted(flops):
+        return "its trace points are not in training order"
+    problem = next((m for p in points if (m := _point_problem(p, traces, training_steps)) is not None), None)
+    if problem is not None or dynamics is None:
+        return problem
+    histograms = [p.counts for p in points]
+    fired, _ = hop_steps(steps, histograms)
+    at_step = collapse_step(steps, histograms)
+    expected = {"num_modes": len(histograms[0]) if histograms else 0, "held": [held_modes(h) for h in histograms],
+                "steps": steps, "hopping": {"steps": fired, "hops": len(fired)},
+                "collapse": {"at_step": at_step, "collapsed": at_step is not None}}
+    field = _mismatch(dynamics, expected, "dynamics")
+    return None if field is None else f"its {field} is not what its traces give"
