@@ -120,10 +120,14 @@ def _fraction_past_one(record):
     _points(record)[-1]["high_quality"] = 1.5
 
 
+def _warning_not_text(record):
+    record["training"]["traces"]["warnings"] = [{"path": "../../etc/passwd"}]
+
+
 MIXTURE_EDITS = [_hide_the_hops, _hide_one_hop, _uncollapse, _hold_more_modes, _spread_the_counts,
                  _more_samples_than_drawn, _covered_without_counts, _quality_without_counts, _modes_change_number,
                  _out_of_order, _past_the_run, _fid_without_classifier, _dynamics_without_traces,
-                 _skipped_with_points, _string_hops, _negative_count, _fraction_past_one]
+                 _skipped_with_points, _string_hops, _negative_count, _fraction_past_one, _warning_not_text]
 
 
 def _negative_fid(record):
